@@ -1,0 +1,1 @@
+"""zi-isag-tool."""

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     )
     max_tokens: int | None = Field(None, ge=1, description="Token budget for the passages returned.")
     max_passages: int | None = Field(None, ge=1, description="Maximum number of passages returned.")
+    max_query_chars: int = Field(4000, ge=1, description="Longer queries are refused with a clear error.")
+    max_segment_chars: int = Field(2000, ge=64, description="Longer sentences/blocks are cut at whitespace.")
+    extract_chunk: int = Field(
+        8, ge=1, le=1024, description="Windows per extractor call: the unit of progress and cancellation."
+    )
 
     # transformers backend
     model_path: str | None = Field(
@@ -69,6 +74,10 @@ class Settings(BaseSettings):
     per_host_concurrency: int = Field(4, ge=1, le=64)
     respect_robots: bool = False
     user_agent: str = "zi-isag-tool/0.1 (+https://pypi.org/project/zi-isag-tool/)"
+    allow_local_files: bool = Field(True, description="Accept local file paths as sources (off in the MCP server).")
+    local_roots: list[Path] = Field(
+        default_factory=list, description="When non-empty, local sources must lie under one of these folders."
+    )
     cache_dir: Path | None = Field(None, description="On-disk page cache; None disables it.")
     cache_ttl: float = Field(3600.0, ge=0)
 

@@ -1,0 +1,115 @@
+"""Assemble: selected window-local tags -> passages of exact original text with provenance.
+
+Adjacent tags of one document merge into one passage, also across window boundaries (tag numbers
+are document-level here). Passages are trimmed of surrounding whitespace by moving their offsets,
+so ``passage.text == document.text[start:end]`` always holds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .tokens import TokenCounter
+from .types import Document, Passage, Segment, TaggedWindow, WindowSelection
+
+
+@dataclass(slots=True)
+class _Run:
+    document_index: int
+    tags: list[int]
+    segments: list[Segment]
+    score: float | None
+    order: int  # position of the first tag in reading order (document rank, then offset)
+
+
+def _selected_runs(windows: Sequence[TaggedWindow], selections: Sequence[WindowSelection]) -> list[_Run]:
+    picked: dict[int, dict[int, tuple[Segment, float | None]]] = defaultdict(dict)
+    for window, selection in zip(windows, selections, strict=True):
+        scores = selection.scores or {}
+        for local in selection.tags:
+            if 1 <= local <= window.n_tags:
+                number = window.first_tag + local - 1
+                picked[window.document_index][number] = (window.segments[local - 1], scores.get(local))
+    runs: list[_Run] = []
+    for doc_index in sorted(picked):
+        numbers = sorted(picked[doc_index])
+        current: _Run | None = None
+        for number in numbers:
+            segment, score = picked[doc_index][number]
+            if current is not None and number == current.tags[-1] + 1:
+                current.tags.append(number)
+                current.segments.append(segment)
+                if score is not None:
+                    current.score = score if current.score is None else max(current.score, score)
+                continue
+            current = _Run(doc_index, [number], [segment], score, order=len(runs))
+            runs.append(current)
+    return runs
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _passage(doc: Document, tags: list[int], segments: list[Segment], score: float | None) -> Passage | None:
+    start, end = _trimmed(doc.text, segments[0].start, segments[-1].end)
+    if start == end:
+        return None  # only whitespace was selected
+    return Passage(doc.source, doc.title, tuple(tags), start, end, doc.text[start:end], score)
+
+
+def assemble(
+    documents: Sequence[Document],
+    windows: Sequence[TaggedWindow],
+    selections: Sequence[WindowSelection],
+    *,
+    counter: TokenCounter,
+    max_tokens: int | None = None,
+    max_passages: int | None = None,
+) -> tuple[list[Passage], int]:
+    """Return ``(passages, kept_tokens)``.
+
+    Passages come best first when the extractor scored its tags, otherwise in reading order (source
+    rank, then position). Under ``max_tokens`` the best passages are kept first; a passage that does
+    not fit whole is cut back to its leading segments that do fit (still exact source text).
+    """
+    runs = _selected_runs(windows, selections)
+    if any(run.score is not None for run in runs):
+        runs.sort(key=lambda r: (-(r.score if r.score is not None else float("-inf")), r.order))
+    passages: list[Passage] = []
+    kept = 0
+    for run in runs:
+        if max_passages is not None and len(passages) >= max_passages:
+            break
+        doc = documents[run.document_index]
+        passage = _passage(doc, run.tags, run.segments, run.score)
+        if passage is None:
+            continue
+        tokens = counter.count(passage.text)
+        if max_tokens is not None and kept + tokens > max_tokens:
+            passage, tokens = _fit_prefix(doc, run, counter, max_tokens - kept)
+            if passage is None:
+                continue
+        passages.append(passage)
+        kept += tokens
+    return passages, kept
+
+
+def _fit_prefix(doc: Document, run: _Run, counter: TokenCounter, budget: int) -> tuple[Passage | None, int]:
+    """Longest leading run of whole segments whose text fits ``budget`` tokens."""
+    best: tuple[Passage | None, int] = (None, 0)
+    for n in range(1, len(run.segments)):
+        passage = _passage(doc, run.tags[:n], run.segments[:n], run.score)
+        if passage is None:
+            continue
+        tokens = counter.count(passage.text)
+        if tokens > budget:
+            break
+        best = (passage, tokens)
+    return best

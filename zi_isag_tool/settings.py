@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     read_timeout: float = Field(10.0, gt=0)
     max_page_bytes: int = Field(5_000_000, ge=1024, description="Cap on decoded bytes read per page.")
     max_redirects: int = Field(5, ge=0, le=20)
-    max_concurrency: int = Field(16, ge=1, le=256)
+    max_concurrency: int = Field(32, ge=1, le=256)
     per_host_concurrency: int = Field(4, ge=1, le=64)
     respect_robots: bool = False
     user_agent: str = "zi-isag-tool/0.1 (+https://pypi.org/project/zi-isag-tool/)"

@@ -279,6 +279,7 @@ class Pipeline:
             windows=len(windows),
             failed_windows=len(failed),
             dropped_tags=sum(s.dropped_out_of_range for s in selections),
+            documents=documents,
         )
 
     async def aclose(self) -> None:

@@ -145,6 +145,8 @@ class Result:
     windows: int = 0
     failed_windows: int = 0
     dropped_tags: int = 0
+    documents: list[Document] = field(default_factory=list, repr=False)
+    """The converted text each passage's offsets point into (not part of the JSON shape)."""
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -17,7 +17,7 @@ from .errors import InputError
 from .extractors import Extractor, get_extractor
 from .settings import Settings
 from .sources import classify, dedupe, load_local_file
-from .tagging import tag_document
+from .tagging import count_texts, tag_document
 from .tokens import TokenCounter, default_counter
 from .types import Document, Result, SourceResult, TaggedWindow, TokenUsage, WindowSelection
 
@@ -259,7 +259,8 @@ class Pipeline:
             max_tokens=max_tokens if max_tokens is not None else self.settings.max_tokens,
             max_passages=max_passages if max_passages is not None else self.settings.max_passages,
         )
-        content_tokens = sum(counter.count_many([d.text for d in documents])) if documents else 0
+        # Counted per segment (bounded pieces): one pass, and no giant single encoder call.
+        content_tokens = sum(sum(count_texts(counter, w.plain_texts)) for w in windows)
         usage = TokenUsage(
             content=content_tokens,
             prompt=sum(s.prompt_tokens for s in selections),

@@ -65,19 +65,46 @@ def _o200k_encoding() -> Any:
     )
 
 
+_CHUNK_CHARS = 16_384
+
+
+def _chunks(text: str, size: int = _CHUNK_CHARS) -> list[str]:
+    """Cut long text before a space that starts a word, where BPE pre-tokenisation would cut anyway.
+
+    tiktoken's regex engine overflows its stack on very long whitespace runs (a pyo3 panic, which is
+    a BaseException), so no single encoder call may see more than about ``size`` characters.
+    """
+    if len(text) <= size:
+        return [text]
+    out: list[str] = []
+    start = 0
+    while len(text) - start > size:
+        cut = start + size
+        window = text[start + size // 2 : cut]
+        i = max(window.rfind(" "), window.rfind("\n"))
+        if i > 0:
+            cut = start + size // 2 + i
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
 class TiktokenCounter:
     """o200k_base through tiktoken, loaded offline."""
 
     name = "o200k_base"
 
     def __init__(self) -> None:
-        self._enc = _o200k_encoding()
+        self.encoding = _o200k_encoding()
 
     def count(self, text: str) -> int:
-        return len(self._enc.encode_ordinary(text))
+        encode = self.encoding.encode_ordinary
+        return sum(len(encode(piece)) for piece in _chunks(text))
 
     def count_many(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self._enc.encode_ordinary_batch(texts)]
+        # A plain loop: tiktoken's batch API goes through a thread pool that is slower for short texts.
+        return [self.count(text) for text in texts]
 
 
 class HFTokenCounter:

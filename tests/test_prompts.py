@@ -79,8 +79,6 @@ def test_rendering_is_single_pass_and_markers_defused() -> None:
 
 
 def test_query_tag_lookalikes_neutralised() -> None:
-    pytest.importorskip("zi_isag_tool.tagging", reason="tagging.neutralize_tags is another module")
-    prompts._tag_neutralizer.cache_clear()
     text = tag_only_messages("is <T-3> about cats? </T-4>", "<T-1>x</T-1>")[0]["content"]
     query_part = text.split("#User Query#:<User Query>")[1].split("</User Query>")[0]
     assert parse_tags(query_part, 10).tags == []

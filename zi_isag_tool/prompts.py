@@ -12,12 +12,11 @@ placeholder-like text inside a query or a page are never re-read as placeholders
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import unicodedata
-from collections.abc import Callable
 
+from .tagging import neutralize_tags
 from .tokens import TokenCounter
 
 __all__ = [
@@ -126,23 +125,9 @@ def _defuse_markers(text: str) -> str:
     return _MARKER.sub(lambda m: f"\uff1c{m.group(1)}{m.group(2)}\uff1e", text)
 
 
-@functools.lru_cache(maxsize=1)
-def _tag_neutralizer() -> Callable[[str], str] | None:
-    # Lazy: tagging.py is another module's job and pulls in the segmenter; prompts must import cheaply.
-    try:
-        from .tagging import neutralize_tags
-    except ImportError:
-        log.warning(
-            "zi_isag_tool.tagging.neutralize_tags is unavailable: queries are sent with tag look-alikes as is"
-        )
-        return None
-    return neutralize_tags
-
-
 def neutralize_query(query: str) -> str:
     """The query as the prompt shows it: tag look-alikes and prompt markers defused."""
-    fn = _tag_neutralizer()
-    return _defuse_markers(fn(query) if fn is not None else query)
+    return _defuse_markers(neutralize_tags(query))
 
 
 def render(template: str, *, query: str, tagged_content: str, extracted: str = "") -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zi_isag_tool.errors import ConfigError
-from zi_isag_tool.segment import segment
+from zi_isag_tool.segment import make_segments, segment, segment_bounds
+from zi_isag_tool.types import Segment
 
 KINDS = {"sentence", "heading", "list_item", "table_row", "code", "blank", "other"}
 
@@ -77,7 +80,10 @@ def texts(text: str, **kw: int) -> list[str]:
         ("Mail jane.doe@example.org now. Ok.", ["Mail jane.doe@example.org now.", " Ok."]),
         ("Wait... What? No.", ["Wait... What?", " No."]),
         ("He paused… Then spoke.", ["He paused… Then spoke."]),
-        ("Mr. and Mrs. Smith met Dr. Jones. Then left.", ["Mr. and Mrs. Smith met Dr. Jones.", " Then left."]),
+        (
+            "Mr. and Mrs. Smith met Dr. Jones. Then left.",
+            ["Mr. and Mrs. Smith met Dr. Jones.", " Then left."],
+        ),
         ("Prof. X vs. St. Y at 5 p.m. Sharp. Ok.", ["Prof. X vs. St. Y at 5 p.m. Sharp.", " Ok."]),
         ("Fruit, e.g. apples. Also i.e. Pears. End.", ["Fruit, e.g. apples.", " Also i.e. Pears.", " End."]),
         ("Acme Inc. Is big. Acme Ltd. Too.", ["Acme Inc. Is big.", " Acme Ltd. Too."]),
@@ -176,3 +182,23 @@ def test_binary_garbage_and_nul() -> None:
 def test_max_segment_chars_validated() -> None:
     with pytest.raises(ConfigError):
         segment("abc", max_segment_chars=3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=any_text, max_chars=st.integers(16, 400))
+def test_segment_bounds_and_make_segments_agree_with_segment(text: str, max_chars: int) -> None:
+    starts, ends, kinds = segment_bounds(text, max_segment_chars=max_chars)
+    expected = [
+        Segment(a, b, k) for a, b, k in zip(starts, ends, kinds or ["sentence"] * len(starts), strict=True)
+    ]
+    assert segment(text, max_segment_chars=max_chars) == expected
+    assert make_segments(starts, ends, kinds) == expected
+
+
+def test_make_segments_builds_ordinary_frozen_segments() -> None:
+    segs = make_segments([0, 5], [5, 9], None)
+    assert segs == [Segment(0, 5), Segment(5, 9)] and all(type(s) is Segment for s in segs)
+    assert hash(segs[0]) == hash(Segment(0, 5, "sentence")) and segs[1].kind == "sentence"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        segs[0].start = 1  # type: ignore[misc]
+    assert make_segments([0], [3], ["heading"]) == [Segment(0, 3, "heading")]

@@ -16,6 +16,7 @@ from zi_isag_tool.tagging import (
     build_windows,
     count_texts,
     neutralize_tags,
+    prompt_costs,
     render_tagged,
     restore_tags,
     tag_cost,
@@ -38,7 +39,9 @@ LOOKALIKE_FRAGMENTS = [
 unicode_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)
 tag_heavy_text = st.lists(st.sampled_from(LOOKALIKE_FRAGMENTS) | unicode_text, max_size=40).map("".join)
 prose_text = st.lists(
-    st.sampled_from(["Hello world.", " It is 3.14!", " 你好。", "\n\n# Head\n", "\n- item", " x" * 50, "词" * 300])
+    st.sampled_from(
+        ["Hello world.", " It is 3.14!", " 你好。", "\n\n# Head\n", "\n- item", " x" * 50, "词" * 300]
+    )
     | unicode_text,
     max_size=30,
 ).map("".join)
@@ -80,7 +83,11 @@ def check_windows(text: str, windows: list[TaggedWindow], counter, window_tokens
 @given(text=any_text, window_tokens=st.integers(40, 400), max_chars=st.integers(16, 600))
 def test_tag_document_properties(counter, text: str, window_tokens: int, max_chars: int) -> None:
     windows = tag_document(
-        Document("doc", text), document_index=3, counter=counter, window_tokens=window_tokens, max_segment_chars=max_chars
+        Document("doc", text),
+        document_index=3,
+        counter=counter,
+        window_tokens=window_tokens,
+        max_segment_chars=max_chars,
     )
     assert all(w.document_index == 3 for w in windows)
     check_windows(text, windows, counter, window_tokens)
@@ -134,7 +141,10 @@ def test_compatibility_forms_are_neutralised_too() -> None:
 
 
 def test_render_tagged_format() -> None:
-    assert render_tagged(["Hi.", " A <T-2> B.", "\n\nEnd"]) == "<T-1>Hi.</T-1><T-2> A ‹Т-2› B.</T-2><T-3>\n\nEnd</T-3>"
+    assert (
+        render_tagged(["Hi.", " A <T-2> B.", "\n\nEnd"])
+        == "<T-1>Hi.</T-1><T-2> A ‹Т-2› B.</T-2><T-3>\n\nEnd</T-3>"
+    )
     assert render_tagged([]) == ""
 
 
@@ -163,7 +173,11 @@ class CharCounter:
 def test_generic_counter(text: str, window_tokens: int) -> None:
     counter = CharCounter()
     windows = build_windows(
-        text, segment(text, max_segment_chars=50), document_index=0, counter=counter, window_tokens=window_tokens
+        text,
+        segment(text, max_segment_chars=50),
+        document_index=0,
+        counter=counter,
+        window_tokens=window_tokens,
     )
     check_windows(text, windows, counter, window_tokens)
 
@@ -172,7 +186,9 @@ def test_windows_restart_numbering_and_report_first_tag(counter) -> None:
     text = " ".join(f"Sentence number {i} is here." for i in range(200))
     windows = tag_document(Document("d", text), document_index=0, counter=counter, window_tokens=100)
     assert len(windows) > 5
-    assert [w.first_tag for w in windows] == [1 + sum(v.n_tags for v in windows[:i]) for i in range(len(windows))]
+    assert [w.first_tag for w in windows] == [
+        1 + sum(v.n_tags for v in windows[:i]) for i in range(len(windows))
+    ]
     for w in windows:
         assert w.tagged_text.startswith("<T-1>") and w.tagged_text.endswith(f"</T-{w.n_tags}>")
         assert counter.count(w.tagged_text) <= 100
@@ -193,7 +209,9 @@ def test_windows_from_texts_maps_one_tag_per_text(counter) -> None:
     doc = "".join(sents)
     assert [doc[slice(*w.span(k))] for k in range(1, 5)] == sents
     assert "‹Т-9›" in w.tagged_text and w.segments[3].kind == "blank"
-    one_each = windows_from_texts(sents, document_index=1, counter=counter, window_tokens=tag_cost(counter, 1) + 2)
+    one_each = windows_from_texts(
+        sents, document_index=1, counter=counter, window_tokens=tag_cost(counter, 1) + 2
+    )
     assert [x.n_tags for x in one_each] == [1, 1, 1, 1]  # each text alone is over budget: own window
     with pytest.raises(InputError):
         windows_from_texts(["a", ""], document_index=0, counter=counter, window_tokens=100)
@@ -204,7 +222,12 @@ def test_bad_input(counter) -> None:
     ws = tag_document(Document("d", " \n \n"), document_index=0, counter=counter, window_tokens=100)
     assert len(ws) == 1 and ws[0].plain_texts == (" \n \n",)
     garbage = (bytes(range(256)) * 200).decode("utf-8", errors="replace") + "\x00" * 100
-    check_windows(garbage, tag_document(Document("d", garbage), document_index=0, counter=counter, window_tokens=300), counter, 300)
+    check_windows(
+        garbage,
+        tag_document(Document("d", garbage), document_index=0, counter=counter, window_tokens=300),
+        counter,
+        300,
+    )
     with pytest.raises(ConfigError):
         tag_document(Document("d", "x"), document_index=0, counter=counter, window_tokens=3)
 
@@ -215,3 +238,45 @@ def test_five_megabyte_single_line(counter) -> None:
     assert sum(w.n_tags for w in windows) >= 2500
     assert windows[-1].segments[-1].end == len(text)
     assert all(window_cost(w, counter) <= 2048 for w in windows[:3])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=any_text, window_tokens=st.integers(40, 400))
+def test_supplied_costs_give_the_same_windows(counter, text: str, window_tokens: int) -> None:
+    doc = Document("d", text)
+    costs = prompt_costs(text, segment(text), counter)
+    expected = tag_document(doc, document_index=0, counter=counter, window_tokens=window_tokens)
+    assert (
+        tag_document(doc, document_index=0, counter=counter, window_tokens=window_tokens, costs=costs)
+        == expected
+    )
+    segs = segment(text)
+    assert build_windows(
+        text, segs, document_index=0, counter=counter, window_tokens=window_tokens, costs=costs
+    ) == build_windows(text, segs, document_index=0, counter=counter, window_tokens=window_tokens)
+
+
+def test_supplied_costs_are_checked(counter) -> None:
+    text = "One. Two. Three."
+    segs = segment(text)
+    with pytest.raises(ConfigError):
+        build_windows(text, segs, document_index=0, counter=counter, window_tokens=100, costs=[1, 2])
+    with pytest.raises(ConfigError):
+        tag_document(
+            Document("d", text), document_index=0, counter=counter, window_tokens=100, costs=[1, -1, 1]
+        )
+
+
+def test_lookalike_made_by_a_hard_cut_is_neutralised(counter) -> None:
+    # "xT-4" is no tag look-alike, but a hard cut before the "T" leaves a segment starting "T-4".
+    text = "x" * 16 + "T-4" + "y" * 20
+    windows = tag_document(
+        Document("d", text), document_index=0, counter=counter, window_tokens=300, max_segment_chars=16
+    )
+    check_windows(text, windows, counter, 300)
+    assert "<T-2>Т-4" in windows[0].tagged_text  # Cyrillic Т
+
+
+def test_render_tagged_many_segments() -> None:
+    texts = [f"s{i}. " for i in range(700)]
+    assert render_tagged(texts) == "".join(f"<T-{k}>{t}</T-{k}>" for k, t in enumerate(texts, 1))

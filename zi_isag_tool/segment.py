@@ -7,22 +7,34 @@ Whitespace between two segments belongs to the *following* one (``"<T-2> It's...
 writes it), whitespace at the end of the text to the last one. Every cut therefore sits right after
 a non-whitespace character, except inside an over-long run of whitespace, which is cut hard.
 
-The work is done by a handful of compiled regular expressions run over the whole text; Python code
-only runs once per candidate boundary (about once per sentence), never once per character.
+Speed (a document has 10^4 segments or more, so per-segment Python code is what costs): a few
+compiled regular expressions, each starting with a literal character the regex engine skips to
+fast, find the sentence ends and the markdown blocks; their offsets are gathered with ``map`` over
+the matches (C, not a Python loop); Python only looks at the rare matches that need a decision
+(a cased non-ASCII next word, two sentences glued without a space) and once per markdown block.
+``segment_bounds`` gives the offsets as lists for callers that need no ``Segment`` objects yet.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
+import dataclasses
 import itertools
 import operator
 import re
-from collections.abc import Iterable
 
 from .errors import ConfigError
 from .types import Segment, SegmentKind
 
-__all__ = ["segment", "split_segment", "ABBREVIATIONS", "MIN_SEGMENT_CHARS"]
+__all__ = [
+    "segment",
+    "segment_bounds",
+    "make_segments",
+    "split_segment",
+    "ABBREVIATIONS",
+    "MIN_SEGMENT_CHARS",
+]
 
 MIN_SEGMENT_CHARS = 16
 """Smallest accepted ``max_segment_chars``."""
@@ -41,27 +53,32 @@ ABBREVIATIONS = frozenset(
 )
 
 # Markdown blocks that are not prose, and blank lines, each matched with the newline before its line.
-# The text is scanned as "\n" + text: the literal "\n" prefix lets the regex engine skip ahead fast,
-# and a lookahead rejects ordinary lines before any alternative is tried.
+# The literal "\n" lets the regex engine skip ahead fast, and a one-character lookahead rejects
+# ordinary lines before any alternative is tried. The first line has no newline before it: when it may start a
+# block, the text is scanned as "\n" + text.
+_BLOCK_LINE = r"[ \t`~\#*\-_+\u2022\d|\n\r\f\v]|\Z"  # a line that may start a block (a superset)
 _BLOCK_RE = re.compile(
-    r"""
-    \n(?=[ \t]*[`~\#*\-_+\u2022\d|\n\r\f\v]|[ \t]*\Z)(?:
-      (?P<code>[ \t]{0,3}(?P<fence>`{3,}(?=[^`\n]*(?:\n|\Z))|~{3,})[^\n]*
-          (?s:.*?)(?:\n[ \t]{0,3}(?P=fence)[`~]*[ \t]*(?=\n|\Z)|\Z))
-    | (?P<heading>[ \t]{0,3}\#{1,6}(?:[ \t][^\n]*)?)(?=\n|\Z)
-    | (?P<other>[ \t]{0,3}(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,}))(?=\n|\Z)
-    | (?P<list_item>[ \t]*(?:[-*+\u2022]|\d{1,9}[.)])[ \t]+\S[^\n]*)
+    rf"""
+    \n(?={_BLOCK_LINE})(?:
+      (?P<code>[ \t]{{0,3}}(?P<fence>`{{3,}}(?=[^`\n]*(?:\n|\Z))|~{{3,}})[^\n]*
+          (?s:.*?)(?:\n[ \t]{{0,3}}(?P=fence)[`~]*[ \t]*(?=\n|\Z)|\Z))
+    | (?P<heading>[ \t]{{0,3}}\#{{1,6}}(?:[ \t][^\n]*)?)(?=\n|\Z)
+    | (?P<other>[ \t]{{0,3}}(?:(?:\*[ \t]*){{3,}}|(?:-[ \t]*){{3,}}|(?:_[ \t]*){{3,}}))(?=\n|\Z)
+    | (?P<list_item>[ \t]*(?:[-*+\u2022]|\d{{1,9}}[.)])[ \t]+\S[^\n]*)
     | (?P<table_row>[ \t]*\|[^\n]*)
     | (?P<blank>[^\S\n]*)(?=\n)
     )
     """,
     re.VERBOSE,
 )
+_FIRST_LINE_RE = re.compile(_BLOCK_LINE)
 
 _CLOSERS = "[\"'”’»」』）)\\]】〕〉》]"
 # Lowercase letters outside ASCII live in these ranges (Latin-1 and Latin extended, IPA, Greek,
 # Cyrillic, Armenian, Georgian, full-width); a sentence end followed by one is decided in Python.
-_CASED_NON_ASCII = "\u00aa-\u02af\u0370-\u058f\u10a0-\u10ff\u1e00-\u1fff\u2c60-\u2c7f\ua640-\ua7ff\uff41-\uff5a"
+_CASED_NON_ASCII = (
+    "\u00aa-\u02af\u0370-\u058f\u10a0-\u10ff\u1e00-\u1fff\u2c60-\u2c7f\ua640-\ua7ff\uff41-\uff5a"
+)
 
 
 def _abbreviation_lookbehinds() -> str:
@@ -75,58 +92,147 @@ def _abbreviation_lookbehinds() -> str:
     return "".join(parts)
 
 
-# Every sentence end in one pass. The pattern starts with a plain character class (the regex engine
-# then scans for it fast); what follows the terminator decides, by alternative:
+# Sentence ends, one pattern per terminator. Each pattern starts with its literal terminator, which the
+# regex engine finds with a fast character search (a character class would be tested at every
+# position, several times slower); '!' and '?' ends are rare, CJK ones rarer, and their patterns only
+# run over texts that contain them. What follows the terminator decides, by alternative:
 # * no group: a '.' that is not part of an ellipsis nor ends an abbreviation, or a run of '!'/'?'
 #   (not after dots), closing quotes/brackets, whitespace, then anything but a lowercase letter or a
 #   digit. A cut, with no further check (the common case);
-# * "cased": the same, but the next word starts with a letter of a cased non-ASCII script (or a
-#   non-ASCII digit): Python decides by Unicode case;
-# * "cjk": CJK terminators, which need no space after them;
-# * "glued": two sentences glued without a space ("interface.A lot of"): a terminator after two
-#   lowercase letters, then a capitalised word; Python rules out URLs and file names.
-_END_REST = (
-    rf"(?:(?<=\.)(?![.\u2026])(?<![.\u2026]\.){_abbreviation_lookbehinds()}"
-    rf"|(?<=[!?])(?<![.\u2026][!?])[!?]*){_CLOSERS}*"
-)
-_END_RE = re.compile(
-    rf"""[.!?。！？｡](?:
-      (?=[.!?]*{_CLOSERS}*\s)  # cheap test first: whitespace follows ("3.14", "a.b" fail here)
-      {_END_REST}(?=\s+(?:[^\s\d{_CASED_NON_ASCII}a-z]|(?P<cased>[{_CASED_NON_ASCII}]|(?![0-9])\d)))
-    | (?<=[。！？｡])(?P<cjk>[.!?\u2026。！？｡]*{_CLOSERS}*)
-    | (?<=[a-z]{{2}}[.!?])(?P<glued>)(?=[A-Z](?:[a-z]+[\s,;:]|\s))
-    )""",
-    re.VERBOSE,
-)
+# * group 1, "cased": the same, but the next word starts with a letter of a cased non-ASCII script
+#   (or a non-ASCII digit): Python decides by Unicode case;
+# * group 2, "glued": two sentences glued without a space ("interface.A lot of"): a terminator after
+#   two lowercase letters, then a capitalised word; Python rules out URLs and file names.
+# CJK terminators need no space after them and take the terminators and closers that follow.
+# Closers, whitespace, then anything but a lowercase letter or a digit (cased scripts: see "cased").
+_FOLLOW = rf"(?={_CLOSERS}*\s+(?:[^\s\d{_CASED_NON_ASCII}a-z]|(?P<cased>[{_CASED_NON_ASCII}]|(?![0-9])\d)))"
+_GLUED = r"(?P<glued>)(?=[A-Z](?:[a-z]+[\s,;:]|\s))"
+
+
+def _end_re(terminator: str, rest: str, fast: str = "") -> re.Pattern[str]:
+    """The pattern for one terminator. The lookahead comes first: most candidates ("3.14", "a.b",
+    "e.g. apples") fail there, before the lookbehinds in ``rest`` run. ``fast``: an alternative
+    tried first for the most common case."""
+    t = re.escape(terminator)
+    return re.compile(rf"{t}(?:{fast}{_FOLLOW}{rest}{_CLOSERS}*|(?<=[a-z]{{2}}{t}){_GLUED})")
+
+
+_NOT_ABBREVIATED = rf"(?<![.\u2026]\.){_abbreviation_lookbehinds()}"  # nor after another '.'
+# '.': the common case first, whitespace then an ASCII capital (no closers, nothing to capture).
+_DOT_RE = _end_re(".", _NOT_ABBREVIATED, fast=rf"(?=\s+[A-Z]){_NOT_ABBREVIATED}|")
+_BANG_RE = _end_re("!", r"(?<![.\u2026]!)[!?]*")
+_QUESTION_RE = _end_re("?", r"(?<![.\u2026]\?)[!?]*")
+_CJK_ENDS = "。！？｡"
+_CJK_RE = re.compile(rf"[{_CJK_ENDS}][.!?\u2026{_CJK_ENDS}]*{_CLOSERS}*")
+_CASED, _GLUED_GROUP = 1, 2  # group numbers (``Match.lastindex``) in the patterns above
+# A glued end is not one when the token before it holds one of these (a URL, e-mail, path or name).
+_DOTTED_TOKEN_RE = re.compile(r"[/@:.]\S*\Z")
+_TOKEN_LOOKBACK = 40
 
 _LAST_BREAK_RE = re.compile(r".*\S(?=\s)", re.DOTALL)
+_match_end = re.Match.end
+_match_start = re.Match.start
+_match_group_index = operator.attrgetter("lastindex")
 
 
-def _token_before(text: str, pos: int) -> str:
-    """The whitespace-free token ending at ``pos`` (at most 40 characters of it)."""
-    window = text[max(0, pos - 40) : pos]
-    parts = window.rsplit(None, 1)
-    if not parts or window[-1].isspace():
-        return ""
-    return parts[-1]
+def _rare_matches(pattern: re.Pattern[str], text: str, terminator: str) -> list[re.Match[str]]:
+    """``list(pattern.finditer(text))`` for a pattern that starts with ``terminator``, a character
+    that few texts hold more than a few times: ``str.find`` skips to each one far faster than the
+    regex engine's own scan, then the pattern is tried there."""
+    matches = []
+    match = pattern.match
+    i = text.find(terminator)
+    while i >= 0:
+        m = match(text, i)
+        if m is not None:
+            matches.append(m)
+        i = text.find(terminator, m.end() if m is not None else i + 1)
+    return matches
+
+
+def _ends(pattern: re.Pattern[str], text: str, rare: str = "") -> list[int]:
+    """End offsets of ``pattern``'s accepted matches, in order. The work per match runs in C (``map``
+    over the matches): Python only loops over the rare "cased" matches and the rejected ones.
+    ``rare``: the pattern's first character, when it is rare (see ``_rare_matches``)."""
+    matches = _rare_matches(pattern, text, rare) if rare else list(pattern.finditer(text))
+    ends = list(map(_match_end, matches))
+    groups = list(map(_match_group_index, matches))
+    if groups.count(None) == len(groups):
+        return ends
+    special = list(itertools.compress(range(len(groups)), groups))
+    if groups.count(_GLUED_GROUP) == len(special):  # all glued: check their tokens all at once
+        at = list(map(_match_start, map(matches.__getitem__, special)))
+        lo = map(max, itertools.repeat(0), map(operator.sub, at, itertools.repeat(_TOKEN_LOOKBACK)))
+        dotted = map(_DOTTED_TOKEN_RE.search, itertools.repeat(text), lo, at)
+        rejected = list(itertools.compress(special, dotted))
+    else:
+        rejected = [i for i in special if not _accept(text, matches[i], groups[i])]
+    if not rejected:
+        return ends
+    keep = [True] * len(ends)
+    for i in rejected:
+        keep[i] = False
+    return list(itertools.compress(ends, keep))
+
+
+def _accept(text: str, m: re.Match[str], group: int) -> bool:
+    if group == _CASED:  # a cut unless the next word starts lowercase or with a digit
+        nxt = text[m.start(_CASED)]
+        return not (nxt.islower() or nxt.isdigit())
+    pos = m.start()  # glued: not after a URL, e-mail, path or dotted name
+    return _DOTTED_TOKEN_RE.search(text, max(0, pos - _TOKEN_LOOKBACK), pos) is None
 
 
 def _sentence_cuts(text: str) -> list[int]:
-    """Offsets right after each sentence end (before the whitespace that follows it)."""
-    cuts: list[int] = []
-    for m in _END_RE.finditer(text):
-        group = m.lastgroup
-        if group is None or group == "cjk":
-            cuts.append(m.end())
-        elif group == "cased":
-            nxt = m.group("cased")
-            if not (nxt.islower() or nxt.isdigit()):
-                cuts.append(m.end())
-        else:
-            token = _token_before(text, m.start())
-            if not any(c in token for c in "/@:."):  # not a URL, e-mail, path or dotted name
-                cuts.append(m.end())
+    """Offsets right after each sentence end (before the whitespace that follows it), ascending."""
+    cuts = _ends(_DOT_RE, text)
+    extra: list[int] = []
+    if "!" in text:
+        extra += _ends(_BANG_RE, text, "!")
+    if "?" in text:
+        extra += _ends(_QUESTION_RE, text, "?")
+    if not text.isascii() and any(c in text for c in _CJK_ENDS):
+        # A CJK end may take '.', '!' or '?' after it: its cut can coincide with theirs.
+        extra += map(_match_end, _CJK_RE.finditer(text))
+        return sorted(set(cuts).union(extra))
+    if extra:  # "?!" gives the same cut twice; '.' cuts never coincide with '!'/'?' ones
+        cuts += set(extra)
+        cuts.sort()  # two sorted runs: a linear merge
     return cuts
+
+
+def _fields_only(cls: type) -> bool:
+    """Whether ``cls.__init__`` only stores its fields: a slots dataclass with no ``__post_init__``."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    return (
+        names == ("start", "end", "kind")
+        and set(names) <= set(getattr(cls, "__slots__", ()))
+        and not hasattr(cls, "__post_init__")
+        and cls.__new__ is object.__new__
+    )
+
+
+_FAST_SEGMENTS = _fields_only(Segment)
+if _FAST_SEGMENTS:
+    _SET_START, _SET_END, _SET_KIND = (getattr(Segment, name).__set__ for name in ("start", "end", "kind"))
+_consume = collections.deque(maxlen=0).extend
+
+
+def make_segments(
+    starts: list[int], ends: list[int], kinds: list[SegmentKind] | None = None
+) -> list[Segment]:
+    """``list(map(Segment, starts, ends, kinds))``, ``kinds`` ``None`` meaning all "sentence".
+
+    A document has 10^4 segments or more, and the dataclass ``__init__`` (a Python function storing
+    three fields through ``object.__setattr__``) is then a large share of the time: when that is all
+    it does, the same objects are built with the slot setters called from C, about twice as fast."""
+    if not _FAST_SEGMENTS:
+        return list(map(Segment, starts, ends, kinds or itertools.repeat("sentence")))
+    segs = list(map(object.__new__, itertools.repeat(Segment, len(starts))))
+    _consume(map(_SET_START, segs, starts))
+    _consume(map(_SET_END, segs, ends))
+    _consume(map(_SET_KIND, segs, kinds or itertools.repeat("sentence")))
+    return segs
 
 
 def _content_end(text: str, pos: int) -> int:
@@ -166,62 +272,85 @@ def segment(text: str, *, max_segment_chars: int = 2000) -> list[Segment]:
     fenced code blocks. Empty lines end a paragraph. Anything longer than ``max_segment_chars`` is cut
     at whitespace (or hard, when there is none), so segments stay bounded even for one 5 MB line.
     """
+    return make_segments(*segment_bounds(text, max_segment_chars=max_segment_chars))
+
+
+def segment_bounds(
+    text: str, *, max_segment_chars: int = 2000
+) -> tuple[list[int], list[int], list[SegmentKind] | None]:
+    """``segment``'s result as three lists, ``starts``, ``ends`` and ``kinds`` (``None`` when all are
+    "sentence"), for callers that work on offsets and need no ``Segment`` objects (or build them
+    later, with ``make_segments``)."""
     if max_segment_chars < MIN_SEGMENT_CHARS:
         raise ConfigError(f"max_segment_chars must be at least {MIN_SEGMENT_CHARS}, got {max_segment_chars}.")
     n = len(text)
     if n == 0:
-        return []
+        return [], [], None
     last_content = len(text.rstrip())
     if last_content == 0:  # whitespace only: one blank segment (cut hard only when over-long)
         bounds = [0, *_split_long(text, 0, n, max_segment_chars), n]
-        return [Segment(a, b, "blank") for a, b in zip(bounds, bounds[1:], strict=False)]
+        return bounds[:-1], bounds[1:], ["blank"] * (len(bounds) - 1)
 
-    # 1. Non-prose blocks: [start, end) of their line(s), and the cut before and after each.
-    block_starts: list[int] = []
-    block_ends: list[int] = []
-    cuts: list[int] = []
     kind_at: dict[int, SegmentKind] = {}
+    cuts = _with_blocks(text, _sentence_cuts(text), kind_at)
+
+    # Keep cuts that leave content on both sides; then bound every segment's length.
+    cuts = cuts[bisect.bisect_right(cuts, 0) : bisect.bisect_left(cuts, last_content)]
+    starts = [0, *cuts]
+    cuts.append(n)
+    ends = cuts
+    kinds: list[SegmentKind] | None = None
+    if kind_at:
+        kinds = ["sentence"] * len(starts)
+        for pos, kind in kind_at.items():
+            i = bisect.bisect_left(starts, pos)
+            if i < len(starts) and starts[i] == pos:
+                kinds[i] = kind
+    if max(map(operator.sub, ends, starts)) <= max_segment_chars:
+        return starts, ends, kinds
+    bounded_starts: list[int] = []
+    bounded_kinds: list[SegmentKind] = []
+    sentence: SegmentKind = "sentence"
+    for a, b, kind in zip(starts, ends, kinds or itertools.repeat(sentence), strict=False):
+        pieces = [a, *_split_long(text, a, b, max_segment_chars)] if b - a > max_segment_chars else [a]
+        bounded_starts += pieces
+        bounded_kinds += [kind] * len(pieces)
+    return bounded_starts, [*bounded_starts[1:], n], bounded_kinds
+
+
+def _with_blocks(text: str, sentence_cuts: list[int], kind_at: dict[int, SegmentKind]) -> list[int]:
+    """``sentence_cuts`` less those inside non-prose blocks, plus the cuts around blocks and at blank
+    lines, ascending; ``kind_at`` gets the kind of the segment starting at each block's cut."""
+    block_cuts: list[int] = []
+    kept: list[int] = []
+    done = 0  # sentence_cuts[:done] are decided
     last_blank = -1
-    for m in _BLOCK_RE.finditer("\n" + text):
+    shift = 1 if _FIRST_LINE_RE.match(text) else 0  # scan "\n" + text: offsets are one more
+    for m in _BLOCK_RE.finditer("\n" + text if shift else text):
         kind = m.lastgroup or "other"  # the outermost group that matched ("code", not "fence")
-        start, end = m.start(kind) - 1, m.end() - 1  # offsets in ``text``: drop the leading "\n"
+        start, end = m.start(kind) - shift, m.end() - shift  # offsets in ``text``
         if kind == "blank":  # an empty line ends a paragraph; cut once per run of them
             if not (last_blank >= 0 and (last_blank == start or text[last_blank:start].isspace())):
-                cuts.append(_content_end(text, start))
+                block_cuts.append(_content_end(text, start))
             last_blank = end
             continue
-        block_starts.append(start)
-        block_ends.append(end)
         before = _content_end(text, start)
-        cuts.append(before)
-        cuts.append(_content_end(text, end))
+        block_cuts.append(before)
+        block_cuts.append(_content_end(text, end))
         kind_at[before] = kind  # type: ignore[assignment]
-
-    def inside_block(pos: int) -> bool:
-        i = bisect.bisect_right(block_starts, pos - 1) - 1  # last block starting before pos
-        return i >= 0 and pos < block_ends[i]
-
-    # 2. Sentence ends outside blocks. (Blank lines inside code blocks were consumed by the block.)
-    for c in _sentence_cuts(text):
-        if not (block_starts and inside_block(c)):
-            cuts.append(c)
-
-    # 3. Keep cuts that leave content on both sides; then bound every segment's length.
-    ordered = sorted(set(cuts))
-    bounds = [0, *ordered[bisect.bisect_right(ordered, 0) : bisect.bisect_left(ordered, last_content)], n]
-    starts, ends = bounds[:-1], bounds[1:]
-    sentence: SegmentKind = "sentence"
-    kinds: Iterable[SegmentKind] = [kind_at.get(a, sentence) for a in starts] if kind_at else itertools.repeat(sentence)
-    if max(map(operator.sub, ends, starts)) <= max_segment_chars:
-        return list(map(Segment, starts, ends, kinds))
-    segments: list[Segment] = []
-    for a, b, kind in zip(starts, ends, kinds, strict=False):
-        if b - a <= max_segment_chars:
-            segments.append(Segment(a, b, kind))
-            continue
-        pieces = [a, *_split_long(text, a, b, max_segment_chars), b]
-        segments.extend(Segment(p, q, kind) for p, q in zip(pieces, pieces[1:], strict=False))
-    return segments
+        # Sentence ends strictly inside the block are not cuts. (Blank lines inside code blocks were
+        # consumed by the block.)
+        inside = bisect.bisect_right(sentence_cuts, start, done)
+        kept += sentence_cuts[done:inside]
+        done = max(inside, bisect.bisect_left(sentence_cuts, end, inside))
+    if not block_cuts:
+        return sentence_cuts
+    kept += sentence_cuts[done:]
+    for c in sorted(set(block_cuts)):  # a few per document: insert them into the sorted cuts
+        i = bisect.bisect_left(kept, c)
+        if i == len(kept) or kept[i] != c:
+            kept.insert(i, c)
+    return kept
 
 
 def split_segment(text: str, seg: Segment, max_chars: int) -> list[Segment]:

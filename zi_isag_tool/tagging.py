@@ -16,18 +16,26 @@
   more than the encoding itself. For tiktoken counters all segments of a document are encoded in a
   single call, joined by ``<|endoftext|>`` with that special token allowed: the encoder splits on
   special tokens before anything else, so each piece is encoded exactly as on its own and the counts
-  are exact.
+  are exact. That encoding then dominates: callers that already hold the counts (a cache, a
+  benchmark) pass them as ``costs`` (``prompt_costs`` computes them). The rest works per document or
+  per window, not per segment, where it can: one search of the whole text for look-alikes (only the
+  segments holding one are rewritten), prefix sums and a bisection per window for the packing, and
+  one ``join`` over precomputed tag strings per window for the tagged text.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
+import operator
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from .errors import ConfigError, InputError
-from .segment import segment, split_segment
+from .segment import make_segments, segment_bounds, split_segment
 from .tokens import TokenCounter
 from .types import Document, Segment, TaggedWindow
 
@@ -42,6 +50,7 @@ __all__ = [
     "build_windows",
     "tag_document",
     "windows_from_texts",
+    "prompt_costs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,6 +99,7 @@ for _c in _T_CHARS:
     _NEUTRAL.setdefault(_c, _PRIMARY_MAP["T" if _c.isupper() or _c in "\u1d40\u24c9\U0001f143" else "t"])
 _RESTORE = {v: k for k, v in _PRIMARY_MAP.items()}
 
+
 # "T", dash, digit, and the closing bracket when present. The parser also reads a bare "T-3" unless a
 # letter or digit precedes the "T", so bare forms count too (only an ASCII or full-width letter,
 # digit or "_" before the "T" makes it harmless). The pattern starts with a character class so the
@@ -110,10 +120,30 @@ _NEUTRALIZED_RE = re.compile(
 )
 _OPEN_BEFORE_RE = re.compile(rf"(?P<open>[{_cls(_OPEN_CHARS)}])\s*(?:[{_SLASHES}]\s*)?\Z")
 _REPL_OPEN_BEFORE_RE = re.compile(rf"(?P<open>[{_cls(_REPL_OPEN)}])\s*(?:[{_SLASHES}]\s*)?\Z")
-# Fast pre-check: a dash then a digit is rare in prose, while "t" is everywhere.
-_DASH_DIGIT_RE = re.compile(rf"[{_HYPHENS}]\s*[{_DIGITS}]")
+# Fast pre-check: a dash then a digit is rare in prose, while "t" is everywhere. One pattern per dash
+# character, starting with that literal character, which the regex engine finds far faster than a
+# character class; only the dashes a text contains are looked for (``in`` is a fast search).
+_HYPHEN_CHARS = _HYPHENS.replace("\\-", "-")  # ASCII first: the only one an ASCII text can hold
+_DASH_DIGIT_RES = tuple((h, re.compile(rf"{re.escape(h)}\s*[{_DIGITS}]")) for h in _HYPHEN_CHARS)
 _T_SET = frozenset(_T_CHARS)
 _LOOKBACK = 16  # how far before the "T" an opening bracket (with spaces and a slash) is looked for
+
+
+def _lookalike_starts(text: str) -> list[int]:
+    """Offsets of every "T" that starts a look-alike core (T, dash, digit), sorted, whatever comes
+    before the "T" (so a superset of the look-alikes, also of those of any substring)."""
+    found: list[int] = []
+    for hyphen, dash_digit in _DASH_DIGIT_RES if not text.isascii() else _DASH_DIGIT_RES[:1]:
+        if hyphen not in text:
+            continue
+        for m in dash_digit.finditer(text):
+            j = m.start()
+            while j > 0 and text[j - 1].isspace():  # spaces may sit between the "T" and the dash
+                j -= 1
+            if j > 0 and text[j - 1] in _T_SET:
+                found.append(j - 1)
+    found.sort()
+    return found
 
 
 def _rewrite(text: str, core: re.Pattern[str], opener: re.Pattern[str], table: dict[str, str]) -> str:
@@ -137,13 +167,7 @@ def _rewrite(text: str, core: re.Pattern[str], opener: re.Pattern[str], table: d
 
 def has_tag_lookalike(text: str) -> bool:
     """Whether ``text`` holds anything ``neutralize_tags`` would rewrite."""
-    for m in _DASH_DIGIT_RE.finditer(text):
-        j = m.start()
-        while j > 0 and text[j - 1].isspace():  # spaces may sit between the "T" and the dash
-            j -= 1
-        if j > 0 and text[j - 1] in _T_SET and _LOOKALIKE_RE.match(text, j - 1, m.end()):
-            return True
-    return False
+    return any(_LOOKALIKE_RE.match(text, t) for t in _lookalike_starts(text))
 
 
 def neutralize_tags(text: str) -> str:
@@ -170,8 +194,39 @@ def restore_tags(neutralized: str) -> str:
 
 def render_tagged(texts: Sequence[str]) -> str:
     """``<T-1>t1</T-1><T-2>t2</T-2>…`` with look-alikes in the texts neutralised; no separators."""
-    body = _prompt_texts("".join(texts), list(texts))
-    return "".join([f"<T-{k}>{t}</T-{k}>" for k, t in enumerate(body, 1)])
+    plain = list(texts)
+    return _tagged_text(
+        _prompt_texts("".join(plain), plain, list(itertools.accumulate(map(len, plain), initial=0)))
+    )
+
+
+# Markup between segment texts, built once and reused: ``between[0]`` is "<T-1>", ``between[k]`` is
+# "</T-k><T-k+1>", and ``close[k]`` is "</T-k>". Grown by replacing the pair (threads may share it).
+_MARKUP: tuple[list[str], list[str]] = (["<T-1>"], [""])
+
+
+def _markup(m: int) -> tuple[list[str], list[str]]:
+    global _MARKUP
+    between, close = _MARKUP
+    if m >= len(between):
+        size = max(2 * m, 256)
+        between = ["<T-1>", *[f"</T-{k}><T-{k + 1}>" for k in range(1, size)]]
+        close = ["", *[f"</T-{k}>" for k in range(1, size)]]
+        _MARKUP = (between, close)
+    return between, close
+
+
+def _tagged_text(body: list[str]) -> str:
+    """``<T-1>body[0]</T-1><T-2>body[1]</T-2>…``: a single join over precomputed markup."""
+    m = len(body)
+    if not m:
+        return ""
+    between, close = _markup(m)
+    parts = [""] * (2 * m + 1)
+    parts[0 : 2 * m : 2] = between[:m]
+    parts[1 : 2 * m : 2] = body
+    parts[2 * m] = close[m]
+    return "".join(parts)
 
 
 # --- Token counting ---------------------------------------------------------------------------
@@ -208,19 +263,37 @@ def count_texts(counter: TokenCounter, texts: Sequence[str]) -> list[int]:
     return (np.diff(bounds) - 1).tolist()
 
 
-_TAG_COSTS: dict[tuple[str, str], list[int]] = {}
+# Per counter: the token cost of the markup around local tags 0..len-1 (index 0 unused), and ``flat``,
+# the largest k such that tags 1..k all cost the same. Grown by replacing the entry, so that threads
+# sharing it always read a consistent pair.
+_TAG_TABLES: dict[tuple[str, str], tuple[list[int], int]] = {}
+_TAG_TABLES_LOCK = threading.Lock()
+
+
+def _tag_table(counter: TokenCounter, k: int = 64) -> tuple[list[int], int]:
+    """``(table, flat)`` for this counter, the table covering at least local tags ``1..k``."""
+    key = type(counter).__qualname__, getattr(counter, "name", "")
+    entry = _TAG_TABLES.get(key)
+    if entry is not None and k < len(entry[0]):
+        return entry
+    with _TAG_TABLES_LOCK:
+        entry = _TAG_TABLES.get(key)
+        table = list(entry[0]) if entry is not None else [0]
+        if k >= len(table):
+            new = range(len(table), max(k + 1, 2 * len(table), 64))
+            pieces = [p for i in new for p in (f"<T-{i}>", f"</T-{i}>")]
+            counts = count_texts(counter, pieces)
+            table.extend(counts[2 * j] + counts[2 * j + 1] for j in range(len(new)))
+        flat = 1
+        while flat + 1 < len(table) and table[flat + 1] == table[1]:
+            flat += 1
+        entry = _TAG_TABLES[key] = (table, flat)
+    return entry
 
 
 def _tag_costs(counter: TokenCounter, k: int) -> list[int]:
     """The cached table of ``tag_cost`` for this counter, holding at least local tags ``1..k``."""
-    key = (type(counter).__qualname__, getattr(counter, "name", ""))
-    costs = _TAG_COSTS.setdefault(key, [0])
-    if k >= len(costs):
-        new = range(len(costs), max(k + 1, 2 * len(costs), 64))
-        pieces = [p for i in new for p in (f"<T-{i}>", f"</T-{i}>")]
-        counts = count_texts(counter, pieces)
-        costs.extend(counts[2 * j] + counts[2 * j + 1] for j in range(len(new)))
-    return costs
+    return _tag_table(counter, k)[0]
 
 
 def tag_cost(counter: TokenCounter, k: int) -> int:
@@ -236,12 +309,45 @@ def window_cost(window: TaggedWindow, counter: TokenCounter) -> int:
 
 
 # --- Windows ----------------------------------------------------------------------------------
-def _check_budget(counter: TokenCounter, window_tokens: int) -> None:
-    if window_tokens < tag_cost(counter, 1) + 1:
+def _check_budget(counter: TokenCounter, window_tokens: int) -> tuple[list[int], int]:
+    """The counter's ``_tag_table``, once the budget is checked to hold at least one tag."""
+    table, flat = _tag_table(counter)
+    if window_tokens < table[1] + 1:
         raise ConfigError(
-            f"window_tokens={window_tokens} is too small: one tag alone costs {tag_cost(counter, 1)} "
+            f"window_tokens={window_tokens} is too small: one tag alone costs {table[1]} "
             "tokens; use a budget of a few hundred tokens or more."
         )
+    return table, flat
+
+
+def _window_ends(costs: list[int], counter: TokenCounter, window_tokens: int) -> list[int]:
+    """Where each window ends: the greedy packing of ``costs`` (plus each tag's markup, by its local
+    number) within ``window_tokens``, a lone segment over budget getting a window of its own.
+
+    Tag markup usually costs the same for every local number up to some ``flat`` (for o200k_base,
+    up to 999): there a window's cost is a difference of prefix sums, and each window end is one
+    bisection. Past ``flat`` the window is packed one segment at a time."""
+    table, flat = _tag_table(counter)
+    c1 = table[1]
+    prefix = list(itertools.accumulate(map(operator.add, costs, itertools.repeat(c1)), initial=0))
+    n = len(costs)
+    ends: list[int] = []
+    start = 0
+    while start < n:
+        end = max(start + 1, bisect.bisect_right(prefix, prefix[start] + window_tokens, start + 1) - 1)
+        if end - start >= flat and end < n:  # the bisection assumed flat markup: redo it exactly
+            total, end = costs[start] + c1, start + 1
+            while end < n:
+                k = end - start + 1
+                if k >= len(table):
+                    table = _tag_costs(counter, k)
+                if total + costs[end] + table[k] > window_tokens:
+                    break
+                total += costs[end] + table[k]
+                end += 1
+        ends.append(end)
+        start = end
+    return ends
 
 
 def _pack(
@@ -255,44 +361,52 @@ def _pack(
     window_tokens: int,
 ) -> list[TaggedWindow]:
     windows: list[TaggedWindow] = []
-    start = 0  # index of the window's first segment
-    total = 0
-
-    def emit(end: int) -> None:
-        body = prompt[start:end]
+    start = 0
+    for end in _window_ends(costs, counter, window_tokens):
         windows.append(
             TaggedWindow(
                 document_index=document_index,
                 window_index=len(windows),
                 first_tag=start + 1,
                 segments=tuple(segments[start:end]),
-                tagged_text="".join([f"<T-{k}>{t}</T-{k}>" for k, t in enumerate(body, 1)]),
+                tagged_text=_tagged_text(prompt[start:end]),
                 plain_texts=tuple(plain[start:end]),
             )
         )
-
-    table = _tag_costs(counter, 64)
-    for j, cost in enumerate(costs):
-        k = j - start + 1
-        if k >= len(table):
-            table = _tag_costs(counter, k)
-        add = cost + table[k]
-        if j > start and total + add > window_tokens:
-            emit(j)
-            start, total = j, cost + table[1]
-        else:
-            total += add
-    if costs:
-        emit(len(costs))
+        start = end
     return windows
 
 
-def _prompt_texts(whole: str, plain: list[str]) -> list[str]:
-    # One search over the whole text decides for all segments: a look-alike inside a segment is also
-    # one in the text that contains it.
-    if not has_tag_lookalike(whole):
+_seg_start = operator.attrgetter("start")
+_seg_end = operator.attrgetter("end")
+
+
+def _plain_texts(text: str, segments: Sequence[Segment]) -> tuple[list[str], list[int]]:
+    """Each segment's text, and each segment's start offset."""
+    starts = list(map(_seg_start, segments))
+    return list(map(text.__getitem__, map(slice, starts, map(_seg_end, segments)))), starts
+
+
+def _prompt_texts(whole: str, plain: list[str], starts: list[int]) -> list[str]:
+    """``plain`` with look-alikes neutralised, segment by segment. One search over the whole text
+    finds where a look-alike may start; only the segments holding such a spot are looked at."""
+    spots = _lookalike_starts(whole)
+    if not spots:
         return plain
-    return [neutralize_tags(t) for t in plain]
+    if any(map(operator.ge, starts, starts[1:])):  # a caller's segments out of order: look at each
+        return [neutralize_tags(t) for t in plain]
+    prompt = list(plain)
+    for i in {bisect.bisect_right(starts, t) - 1 for t in spots}:
+        if i >= 0:
+            prompt[i] = neutralize_tags(plain[i])
+    return prompt
+
+
+def prompt_costs(text: str, segments: Sequence[Segment], counter: TokenCounter) -> list[int]:
+    """The token cost of each segment's prompt text (neutralised), as ``build_windows`` counts it.
+    Callers that tag the same text again (benchmarks, caches) can keep it and pass it as ``costs``."""
+    plain, starts = _plain_texts(text, segments)
+    return count_texts(counter, _prompt_texts(text, plain, starts))
 
 
 def build_windows(
@@ -302,17 +416,34 @@ def build_windows(
     document_index: int,
     counter: TokenCounter,
     window_tokens: int,
+    costs: Sequence[int] | None = None,
 ) -> list[TaggedWindow]:
     """Pack consecutive ``segments`` of ``text`` into windows within ``window_tokens`` (see the module
     docstring for the measure). Tags restart at 1 in every window; ``first_tag`` is the
-    document-level number of a window's ``<T-1>``."""
+    document-level number of a window's ``<T-1>``. ``costs``: each segment's prompt cost as
+    ``prompt_costs`` gives it, when the caller has it already (then nothing is counted here)."""
     _check_budget(counter, window_tokens)
-    plain = [text[s.start : s.end] for s in segments]
-    prompt = _prompt_texts(text, plain)
-    costs = count_texts(counter, prompt)
+    plain, starts = _plain_texts(text, segments)
+    prompt = _prompt_texts(text, plain, starts)
+    costs = _checked_costs(costs, len(segments)) if costs is not None else count_texts(counter, prompt)
     return _pack(
-        plain, prompt, costs, segments, document_index=document_index, counter=counter, window_tokens=window_tokens
+        plain,
+        prompt,
+        costs,
+        segments,
+        document_index=document_index,
+        counter=counter,
+        window_tokens=window_tokens,
     )
+
+
+def _checked_costs(costs: Sequence[int], n_segments: int) -> list[int]:
+    if len(costs) != n_segments or (n_segments and min(costs) < 0):
+        raise ConfigError(
+            f"costs must hold one non-negative token count per segment ({n_segments} segments, {len(costs)} costs); "
+            "compute them with prompt_costs over the same segments."
+        )
+    return costs if isinstance(costs, list) else list(costs)  # only read, never changed
 
 
 def tag_document(
@@ -322,33 +453,54 @@ def tag_document(
     counter: TokenCounter,
     window_tokens: int,
     max_segment_chars: int = 2000,
+    costs: Sequence[int] | None = None,
 ) -> list[TaggedWindow]:
-    """``segment`` + ``build_windows``, also cutting any segment whose tokens alone exceed the budget."""
-    _check_budget(counter, window_tokens)
+    """``segment`` + ``build_windows``, also cutting any segment whose tokens alone exceed the budget.
+
+    ``costs``: the prompt cost of each segment of ``segment(document.text, max_segment_chars=...)``
+    as ``prompt_costs`` gives it, when the caller has it already (a cache, a benchmark): then only
+    the pieces of segments cut for being over budget are counted here."""
+    table, _ = _check_budget(counter, window_tokens)
     text = document.text
-    segs = segment(text, max_segment_chars=max_segment_chars)
-    plain = [text[s.start : s.end] for s in segs]
-    prompt = _prompt_texts(text, plain)
-    costs = count_texts(counter, prompt)
-    limit = window_tokens - tag_cost(counter, 1)
+    starts, ends, kinds = segment_bounds(text, max_segment_chars=max_segment_chars)
+    segs = make_segments(starts, ends, kinds)
+    plain = list(map(text.__getitem__, map(slice, starts, ends)))
+    prompt = _prompt_texts(text, plain, starts)
+    costs = _checked_costs(costs, len(segs)) if costs is not None else count_texts(counter, prompt)
+    limit = window_tokens - table[1]
     for _ in range(8):  # each round at least halves an oversize segment; rarely needed at all
+        if not costs or max(costs) <= limit:
+            break
         over = [i for i, c in enumerate(costs) if c > limit and segs[i].end - segs[i].start > 1]
         if not over:
             break
         logger.debug("cutting %d segment(s) over %d tokens in document %d", len(over), limit, document_index)
         new_segs: list[Segment] = []
+        new_costs: list[int | None] = []
         todo = set(over)
         for i, s in enumerate(segs):
             if i in todo:
                 chars = s.end - s.start
-                new_segs.extend(split_segment(text, s, min(chars // 2, int(chars * limit / costs[i] * 0.9))))
+                pieces = split_segment(text, s, min(chars // 2, int(chars * limit / costs[i] * 0.9)))
+                new_segs += pieces
+                new_costs += [None] * len(pieces)
             else:
                 new_segs.append(s)
+                new_costs.append(costs[i])
         segs = new_segs
-        plain = [text[s.start : s.end] for s in segs]
-        prompt = _prompt_texts(text, plain)
-        costs = count_texts(counter, prompt)
-    return _pack(plain, prompt, costs, segs, document_index=document_index, counter=counter, window_tokens=window_tokens)
+        plain, starts = _plain_texts(text, segs)
+        prompt = _prompt_texts(text, plain, starts)
+        fresh = iter(count_texts(counter, [p for p, c in zip(prompt, new_costs, strict=True) if c is None]))
+        costs = [next(fresh) if c is None else c for c in new_costs]
+    return _pack(
+        plain,
+        prompt,
+        costs,
+        segs,
+        document_index=document_index,
+        counter=counter,
+        window_tokens=window_tokens,
+    )
 
 
 def windows_from_texts(

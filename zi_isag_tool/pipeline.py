@@ -242,11 +242,9 @@ class Pipeline:
         windows = await asyncio.to_thread(self._tag, documents, counter) if documents else []
 
         selections: list[WindowSelection] = []
-        chunk = self.settings.extract_chunk
         await _report(progress, "extract", 0, len(windows))
-        for start in range(0, len(windows), chunk):
+        for part in _chunks_by_document(windows, self.settings.extract_chunk):
             assert extractor is not None
-            part = windows[start : start + chunk]
             # Chunks are the points where a cancelled call stops spending compute.
             selections.extend(await extractor.aextract(query, part))
             await _report(progress, "extract", len(selections), len(windows))
@@ -291,6 +289,22 @@ class Pipeline:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _chunks_by_document(windows: list[TaggedWindow], size: int) -> list[list[TaggedWindow]]:
+    """Consecutive windows in groups of about ``size``, never splitting a document: scorer
+    backends select per document, so a document must reach the extractor whole."""
+    chunks: list[list[TaggedWindow]] = []
+    current: list[TaggedWindow] = []
+    for i, window in enumerate(windows):
+        current.append(window)
+        document_ends = i + 1 == len(windows) or windows[i + 1].document_index != window.document_index
+        if document_ends and len(current) >= size:
+            chunks.append(current)
+            current = []
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _run_sync(coro: Awaitable[Result]) -> Result:

@@ -7,6 +7,7 @@ download: we read the ranks file and build the ``tiktoken.Encoding`` ourselves.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import gzip
 import importlib.util
@@ -108,19 +109,27 @@ class TiktokenCounter:
 
 
 class HFTokenCounter:
-    """A Hugging Face tokenizer (``PreTrainedTokenizerBase``) as a counter."""
+    """A Hugging Face tokenizer (``PreTrainedTokenizerBase``) as a counter.
 
-    def __init__(self, tokenizer: Any, name: str | None = None) -> None:
+    ``lock``: fast tokenizers are not safe to call while another thread reconfigures them
+    (sentence-transformers sets padding/truncation on every ``encode``); pass the lock that guards
+    the model's own use of the tokenizer.
+    """
+
+    def __init__(self, tokenizer: Any, name: str | None = None, *, lock: Any = None) -> None:
         self._tok = tokenizer
+        self._lock = lock if lock is not None else contextlib.nullcontext()
         self.name = name or getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
 
     def count(self, text: str) -> int:
-        return len(self._tok(text, add_special_tokens=False)["input_ids"])
+        with self._lock:
+            return len(self._tok(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def count_many(self, texts: list[str]) -> list[int]:
         if not texts:
             return []
-        return [len(ids) for ids in self._tok(texts, add_special_tokens=False)["input_ids"]]
+        with self._lock:
+            return [len(ids) for ids in self._tok(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
 
 @functools.lru_cache(maxsize=1)

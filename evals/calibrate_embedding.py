@@ -6,8 +6,8 @@ inserted into haystacks cut from ``PaulGrahamEssays.jsonl`` at 1k-12k tokens and
 Gold tags are the needle segments. Every positive item has a negative twin: the same question over
 a haystack with no needle, or with the needles of another question.
 
-Hold-out: items whose id hashes (sha256) into the first 30% form the calibration split; the rules
-are fitted there only. The other 70% and the four ``needles.jsonl`` sets (5 lengths x 5 depths,
+Hold-out: items whose ``evals.needlebench.split_of(id)`` is ``calib`` (sha256 of the id mod 10 < 3,
+the evals' own split) form the calibration split; the rules are fitted there only. The other 70% and the four ``needles.jsonl`` sets (5 lengths x 5 depths,
 plus a no-needle twin each) are reported as held-out and must not be tuned on.
 
 Fitting is exact and fast: every rule keeps the best ``m`` segments of a document, where ``m`` is
@@ -39,13 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
+from evals.needlebench import split_of as needlebench_split_of
 from zi_isag_tool.extractors.embedding import CHUNK_TOKENS, EmbeddingExtractor, SegmentVectors, context_scores
 from zi_isag_tool.extractors.lexical import bm25_scores
 from zi_isag_tool.extractors.selection import SelectionRule, is_scorable
 
 LENGTHS = (1000, 2000, 4000, 8000, 12000)
 DEPTHS = (0, 25, 50, 75, 100)
-CALIB_SHARE = 0.30
 MAX_KEPT_RATIO = 0.15
 TIE_TOLERANCE = 0.01  # on tag_f1 + negative_em (a sum of two shares)
 SEED = 20261127
@@ -63,8 +63,8 @@ MAXCAP = max(GRID_CAP)
 
 
 def split_of(item_id: str) -> str:
-    h = int(hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:8], 16)
-    return "calib" if h / 2**32 < CALIB_SHARE else "heldout"
+    # The evals' own split, so that what is fitted here is never what the evals score.
+    return "calib" if needlebench_split_of(item_id) == "calib" else "heldout"
 
 
 # --- data --------------------------------------------------------------------------------------------

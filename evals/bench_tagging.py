@@ -4,9 +4,10 @@
 ours with token windows, baseline, ...), and reports medians over the rounds:
 
 * the baseline (``evals.baseline_splitter``): ZI-ISAG's split + tag, the document as one window;
-* ours, like for like (``speedup_vs_baseline``): ``tag_document`` (``segment``, then windows: the
-  tagged text rendered, look-alikes neutralised, 1024-token windows packed, ``Segment`` and
-  ``TaggedWindow`` records built) with each segment's o200k token cost supplied by the caller
+* ours, like for like (``speedup_vs_baseline``): ``tag_document`` (segment offsets, then windows:
+  each segment's text sliced, the tagged text rendered, look-alikes neutralised, 1024-token windows
+  packed, ``TaggedWindow`` records built, their ``segments`` lazy views that build a ``Segment`` when
+  read) with each segment's o200k token cost supplied by the caller
   (``costs=``, from ``prompt_costs``, computed once before the timed rounds, as a caller that
   caches counts does). Neither side counts tokens, so both do the same kind of work;
 * ours with exact token windows (``speedup_with_token_windows``): ``tag_document``, which also

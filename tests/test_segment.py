@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zi_isag_tool.errors import ConfigError
-from zi_isag_tool.segment import make_segments, segment, segment_bounds
+from zi_isag_tool.segment import SegmentView, make_segments, segment, segment_bounds
 from zi_isag_tool.types import Segment
 
 KINDS = {"sentence", "heading", "list_item", "table_row", "code", "blank", "other"}
@@ -202,3 +202,27 @@ def test_make_segments_builds_ordinary_frozen_segments() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         segs[0].start = 1  # type: ignore[misc]
     assert make_segments([0], [3], ["heading"]) == [Segment(0, 3, "heading")]
+
+
+def test_segment_view_builds_segments_on_read() -> None:
+    starts, ends, kinds = [0, 4, 9, 12], [4, 9, 12, 20], ["heading", "sentence", "blank", "code"]
+    everything = SegmentView(starts, ends, kinds)  # type: ignore[arg-type]
+    expected = make_segments(starts, ends, kinds)  # type: ignore[arg-type]
+    assert len(everything) == 4 and list(everything) == expected
+    assert everything[0] == Segment(0, 4, "heading") and everything[-1] == Segment(12, 20, "code")
+    middle = everything[1:3]
+    assert isinstance(middle, SegmentView) and list(middle) == expected[1:3]
+    assert middle[-1] == Segment(9, 12, "blank") and middle[0:1] == (Segment(4, 9),)
+    assert list(everything[::2]) == expected[::2] and list(middle[5:]) == [] and len(everything[3:1]) == 0
+    for bad in (2, -3):
+        with pytest.raises(IndexError):
+            middle[bad]
+    assert middle == tuple(expected[1:3]) == middle and middle != everything and middle != list(middle)
+    assert hash(middle) == hash(tuple(expected[1:3]))
+    assert Segment(9, 12, "blank") in middle and Segment(0, 4, "heading") not in middle
+    plain = SegmentView([0, 3], [3, 5])  # kinds None: all sentences
+    assert list(plain) == [Segment(0, 3), Segment(3, 5)] and plain[1].kind == "sentence"
+    assert (
+        repr(plain)
+        == "SegmentView([Segment(start=0, end=3, kind='sentence'), Segment(start=3, end=5, kind='sentence')])"
+    )

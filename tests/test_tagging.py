@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from zi_isag_tool.errors import ConfigError, InputError
 from zi_isag_tool.parser import parse_tags
-from zi_isag_tool.segment import segment
+from zi_isag_tool.segment import SegmentView, segment
 from zi_isag_tool.tagging import (
     build_windows,
     count_texts,
@@ -280,3 +281,24 @@ def test_lookalike_made_by_a_hard_cut_is_neutralised(counter) -> None:
 def test_render_tagged_many_segments() -> None:
     texts = [f"s{i}. " for i in range(700)]
     assert render_tagged(texts) == "".join(f"<T-{k}>{t}</T-{k}>" for k, t in enumerate(texts, 1))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=prose_text | tag_heavy_text, max_chars=st.integers(16, 600))
+def test_tag_document_segments_are_segment_views_of_segment(counter, text: str, max_chars: int) -> None:
+    # A large budget: no segment is cut for tokens, so the windows hold exactly segment()'s segments.
+    windows = tag_document(
+        Document("d", text),
+        document_index=0,
+        counter=counter,
+        window_tokens=100_000,
+        max_segment_chars=max_chars,
+    )
+    assert [s for w in windows for s in w.segments] == segment(text, max_segment_chars=max_chars)
+    for w in windows:
+        assert isinstance(w.segments, SegmentView) and len(w.segments) == w.n_tags
+        # Same value as a window holding a tuple of the same segments: equal, same hash.
+        as_tuple = dataclasses.replace(w, segments=tuple(w.segments))
+        assert as_tuple == w and hash(as_tuple) == hash(w)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            w.segments = ()  # type: ignore[misc]

@@ -23,6 +23,8 @@ import dataclasses
 import itertools
 import operator
 import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import overload
 
 from .errors import ConfigError
 from .types import Segment, SegmentKind
@@ -31,6 +33,7 @@ __all__ = [
     "segment",
     "segment_bounds",
     "make_segments",
+    "SegmentView",
     "split_segment",
     "ABBREVIATIONS",
     "MIN_SEGMENT_CHARS",
@@ -81,12 +84,27 @@ _CASED_NON_ASCII = (
 )
 
 
+def _caseless_trie(words: list[str]) -> str:
+    """A pattern matching any of ``words`` (of one length) in any letter case, as a trie: each branch
+    starts with a character class, which the regex engine tests before entering the branch, so a
+    word is rejected after one class test per first letter instead of one try per alternative."""
+    by_first: dict[str, list[str]] = {}
+    for w in sorted(words):
+        by_first.setdefault(w[0], []).append(w[1:])
+    alts = []
+    for first, rests in by_first.items():
+        cls = f"[{first.lower()}{first.upper()}]" if first.lower() != first.upper() else re.escape(first)
+        alts.append(cls + (_caseless_trie(rests) if rests[0] else ""))
+    return alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})"
+
+
 def _abbreviation_lookbehinds() -> str:
     by_len: dict[int, list[str]] = {}
     for a in ABBREVIATIONS:
         stem = a[:-1]
-        by_len.setdefault(len(stem), []).append(re.escape(stem))
-    parts = [rf"(?<!\b(?i:{'|'.join(sorted(v))})\.)" for _, v in sorted(by_len.items())]
+        by_len.setdefault(len(stem), []).append(stem)
+    # ``\b`` first: inside a longer word it fails at once, before any letter is compared.
+    parts = [rf"(?<!\b{_caseless_trie(v)}\.)" for _, v in sorted(by_len.items())]
     parts.append(r"(?<!\b[A-Z]\.)")  # an initial: "J. K. Rowling"
     parts.append(r"(?<![A-Za-z]\.[A-Za-z]\.)")  # a dotted initialism: "e.g.", "U.S.", "Ph.D."
     return "".join(parts)
@@ -215,7 +233,8 @@ def _fields_only(cls: type) -> bool:
 _FAST_SEGMENTS = _fields_only(Segment)
 if _FAST_SEGMENTS:
     _SET_START, _SET_END, _SET_KIND = (getattr(Segment, name).__set__ for name in ("start", "end", "kind"))
-_consume = collections.deque(maxlen=0).extend
+_consume: Callable[[Iterable[object]], None] = collections.deque[object](maxlen=0).extend
+_SENTENCE: SegmentKind = "sentence"
 
 
 def make_segments(
@@ -227,12 +246,76 @@ def make_segments(
     three fields through ``object.__setattr__``) is then a large share of the time: when that is all
     it does, the same objects are built with the slot setters called from C, about twice as fast."""
     if not _FAST_SEGMENTS:
-        return list(map(Segment, starts, ends, kinds or itertools.repeat("sentence")))
+        return list(map(Segment, starts, ends, kinds or itertools.repeat(_SENTENCE)))
     segs = list(map(object.__new__, itertools.repeat(Segment, len(starts))))
     _consume(map(_SET_START, segs, starts))
     _consume(map(_SET_END, segs, ends))
     _consume(map(_SET_KIND, segs, kinds or itertools.repeat("sentence")))
     return segs
+
+
+class SegmentView(Sequence[Segment]):
+    """An immutable run ``[lo, hi)`` of a document's segments, held as offset lists: each ``Segment``
+    is built only when read (indexing or iteration), so tagging a document builds none at all.
+
+    The lists are shared by every view over the same document (``tag_document`` makes one set per
+    call) and never changed after the views exist. Equal to another view or a tuple holding the same
+    segments, and hashed like that tuple."""
+
+    __slots__ = ("_starts", "_ends", "_kinds", "_lo", "_hi")
+
+    def __init__(
+        self,
+        starts: list[int],
+        ends: list[int],
+        kinds: list[SegmentKind] | None = None,
+        lo: int = 0,
+        hi: int | None = None,
+    ) -> None:
+        self._starts = starts
+        self._ends = ends
+        self._kinds = kinds  # None: all "sentence"
+        self._lo = lo
+        self._hi = len(starts) if hi is None else hi
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    @overload
+    def __getitem__(self, index: int) -> Segment: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Segment]: ...
+    def __getitem__(self, index: int | slice) -> Segment | Sequence[Segment]:
+        if isinstance(index, slice):
+            r = range(self._lo, self._hi)[index]
+            if r.step == 1:
+                return SegmentView(self._starts, self._ends, self._kinds, r.start, max(r.start, r.stop))
+            return tuple(map(self._segment, r))
+        i = index + (self._hi if index < 0 else self._lo)
+        if not self._lo <= i < self._hi:
+            raise IndexError(f"segment index {index} out of range for {len(self)} segments")
+        return self._segment(i)
+
+    def _segment(self, i: int) -> Segment:
+        return Segment(self._starts[i], self._ends[i], "sentence" if self._kinds is None else self._kinds[i])
+
+    def __iter__(self) -> Iterator[Segment]:
+        lo, hi = self._lo, self._hi
+        kinds = None if self._kinds is None else self._kinds[lo:hi]
+        return iter(make_segments(self._starts[lo:hi], self._ends[lo:hi], kinds))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SegmentView):
+            return len(self) == len(other) and tuple(self) == tuple(other)
+        if isinstance(other, tuple):
+            return tuple(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"SegmentView({list(self)!r})"
 
 
 def _content_end(text: str, pos: int) -> int:

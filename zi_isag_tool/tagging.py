@@ -35,9 +35,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import ConfigError, InputError
-from .segment import make_segments, segment_bounds, split_segment
+from .segment import SegmentView, segment_bounds, split_segment
 from .tokens import TokenCounter
-from .types import Document, Segment, TaggedWindow
+from .types import Document, Segment, SegmentKind, TaggedWindow
 
 __all__ = [
     "neutralize_tags",
@@ -360,15 +360,18 @@ def _pack(
     counter: TokenCounter,
     window_tokens: int,
 ) -> list[TaggedWindow]:
+    """The windows over ``segments``: a ``SegmentView`` (each window gets a view of its run, no
+    ``Segment`` built) or any other sequence (each window gets a tuple)."""
     windows: list[TaggedWindow] = []
     start = 0
+    as_view = isinstance(segments, SegmentView)
     for end in _window_ends(costs, counter, window_tokens):
         windows.append(
             TaggedWindow(
                 document_index=document_index,
                 window_index=len(windows),
                 first_tag=start + 1,
-                segments=tuple(segments[start:end]),
+                segments=segments[start:end] if as_view else tuple(segments[start:end]),
                 tagged_text=_tagged_text(prompt[start:end]),
                 plain_texts=tuple(plain[start:end]),
             )
@@ -387,13 +390,15 @@ def _plain_texts(text: str, segments: Sequence[Segment]) -> tuple[list[str], lis
     return list(map(text.__getitem__, map(slice, starts, map(_seg_end, segments)))), starts
 
 
-def _prompt_texts(whole: str, plain: list[str], starts: list[int]) -> list[str]:
+def _prompt_texts(whole: str, plain: list[str], starts: list[int], *, ordered: bool = False) -> list[str]:
     """``plain`` with look-alikes neutralised, segment by segment. One search over the whole text
-    finds where a look-alike may start; only the segments holding such a spot are looked at."""
+    finds where a look-alike may start; only the segments holding such a spot are looked at.
+    ``ordered``: ``starts`` is known to ascend strictly (``segment_bounds``'s), no need to check."""
     spots = _lookalike_starts(whole)
     if not spots:
         return plain
-    if any(map(operator.ge, starts, starts[1:])):  # a caller's segments out of order: look at each
+    # A caller's segments out of order: look at each.
+    if not ordered and any(map(operator.ge, starts, starts[1:])):
         return [neutralize_tags(t) for t in plain]
     prompt = list(plain)
     for i in {bisect.bisect_right(starts, t) - 1 for t in spots}:
@@ -463,44 +468,65 @@ def tag_document(
     table, _ = _check_budget(counter, window_tokens)
     text = document.text
     starts, ends, kinds = segment_bounds(text, max_segment_chars=max_segment_chars)
-    segs = make_segments(starts, ends, kinds)
     plain = list(map(text.__getitem__, map(slice, starts, ends)))
-    prompt = _prompt_texts(text, plain, starts)
-    costs = _checked_costs(costs, len(segs)) if costs is not None else count_texts(counter, prompt)
+    prompt = _prompt_texts(text, plain, starts, ordered=True)
+    costs = _checked_costs(costs, len(starts)) if costs is not None else count_texts(counter, prompt)
     limit = window_tokens - table[1]
     for _ in range(8):  # each round at least halves an oversize segment; rarely needed at all
         if not costs or max(costs) <= limit:
             break
-        over = [i for i, c in enumerate(costs) if c > limit and segs[i].end - segs[i].start > 1]
+        over = [i for i, c in enumerate(costs) if c > limit and ends[i] - starts[i] > 1]
         if not over:
             break
         logger.debug("cutting %d segment(s) over %d tokens in document %d", len(over), limit, document_index)
-        new_segs: list[Segment] = []
-        new_costs: list[int | None] = []
-        todo = set(over)
-        for i, s in enumerate(segs):
-            if i in todo:
-                chars = s.end - s.start
-                pieces = split_segment(text, s, min(chars // 2, int(chars * limit / costs[i] * 0.9)))
-                new_segs += pieces
-                new_costs += [None] * len(pieces)
-            else:
-                new_segs.append(s)
-                new_costs.append(costs[i])
-        segs = new_segs
-        plain, starts = _plain_texts(text, segs)
-        prompt = _prompt_texts(text, plain, starts)
+        starts, ends, kinds, new_costs = _cut_oversize(text, starts, ends, kinds, costs, over, limit)
+        plain = list(map(text.__getitem__, map(slice, starts, ends)))
+        prompt = _prompt_texts(text, plain, starts, ordered=True)
         fresh = iter(count_texts(counter, [p for p, c in zip(prompt, new_costs, strict=True) if c is None]))
         costs = [next(fresh) if c is None else c for c in new_costs]
     return _pack(
         plain,
         prompt,
         costs,
-        segs,
+        SegmentView(starts, ends, kinds),
         document_index=document_index,
         counter=counter,
         window_tokens=window_tokens,
     )
+
+
+def _cut_oversize(
+    text: str,
+    starts: list[int],
+    ends: list[int],
+    kinds: list[SegmentKind] | None,
+    costs: list[int],
+    over: list[int],
+    limit: int,
+) -> tuple[list[int], list[int], list[SegmentKind], list[int | None]]:
+    """The segments with those at ``over`` cut to about ``limit`` tokens each (by their share of
+    characters), and the costs still valid (``None`` for the new pieces, to count)."""
+    new_starts: list[int] = []
+    new_ends: list[int] = []
+    new_kinds: list[SegmentKind] = []
+    new_costs: list[int | None] = []
+    todo = set(over)
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        kind: SegmentKind = "sentence" if kinds is None else kinds[i]
+        if i in todo:
+            chars = b - a
+            max_chars = min(chars // 2, int(chars * limit / costs[i] * 0.9))
+            pieces = split_segment(text, Segment(a, b, kind), max_chars)
+            new_starts += [p.start for p in pieces]
+            new_ends += [p.end for p in pieces]
+            new_kinds += [kind] * len(pieces)
+            new_costs += [None] * len(pieces)
+        else:
+            new_starts.append(a)
+            new_ends.append(b)
+            new_kinds.append(kind)
+            new_costs.append(costs[i])
+    return new_starts, new_ends, new_kinds, new_costs
 
 
 def windows_from_texts(

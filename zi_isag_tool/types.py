@@ -5,6 +5,7 @@ Offsets are always character offsets into ``Document.text`` (Python ``str`` indi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,7 +45,8 @@ class TaggedWindow:
     window_index: int
     first_tag: int
     """Document-level number (1-based) of this window's ``<T-1>``."""
-    segments: tuple[Segment, ...]
+    segments: Sequence[Segment]
+    """A tuple, or an immutable lazy view (``segment.SegmentView``) that builds each ``Segment`` when read."""
     tagged_text: str
     """``<T-1>…</T-1><T-2>…</T-2>…`` with tag look-alikes in the content neutralised."""
     plain_texts: tuple[str, ...]

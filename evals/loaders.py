@@ -34,6 +34,7 @@ from typing import Literal
 
 from zi_isag_tool.errors import InputError
 
+from .jsonl import iter_json_lines, read_json_objects
 from .needlebench import (
     DEFAULT_DATA_DIR as NEEDLEBENCH_DIR,
 )
@@ -128,17 +129,7 @@ def _read_json_records(path: Path) -> list[dict[str, object]]:
         return [r for r in data if isinstance(r, dict)]
     if isinstance(data, dict):
         return [data]
-    rows = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{line_no}: neither a JSON document nor JSON lines ({exc.msg})") from exc
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return read_json_objects(path, text)
 
 
 def _hotpot_item(
@@ -265,13 +256,7 @@ def load_zi_isag(path: str | Path) -> list[EvalItem]:
     items: list[EvalItem] = []
     seen: dict[tuple[str, str], EvalItem] = {}
     for file in files:
-        for line_no, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{file}:{line_no}: not a JSON line ({exc.msg})") from exc
+        for line_no, rec in iter_json_lines(file):
             parsed = _zi_isag_record(rec) if isinstance(rec, dict) else None
             if parsed is None:
                 continue

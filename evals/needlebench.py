@@ -41,6 +41,8 @@ from typing import Literal
 from zi_isag_tool.errors import InputError
 from zi_isag_tool.tokens import TokenCounter, default_counter
 
+from .jsonl import read_json_objects
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_LENGTHS",
@@ -227,21 +229,6 @@ def gold_tags(segment_spans: Iterable[tuple[int, int]], needle_spans: Sequence[t
 # --- data --------------------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{line_no}: not a JSON line ({exc.msg})") from exc
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
-
-
 def _need(path: Path) -> Path:
     if not path.exists():
         raise InputError(
@@ -275,7 +262,7 @@ class NeedleBench:
     @property
     def essays(self) -> list[str]:
         if self._essays is None:
-            rows = _read_jsonl(_need(self.data_dir / HAYSTACK_FILE))
+            rows = read_json_objects(_need(self.data_dir / HAYSTACK_FILE))
             self._essays = [str(r.get("text", "")).strip() for r in rows if str(r.get("text", "")).strip()]
             if not self._essays:
                 raise InputError(f"{self.data_dir / HAYSTACK_FILE} holds no essay text")
@@ -284,7 +271,7 @@ class NeedleBench:
     @property
     def needle_sets(self) -> list[NeedleSet]:
         if self._needle_sets is None:
-            rows = _read_jsonl(_need(self.data_dir / NEEDLES_FILE))
+            rows = read_json_objects(_need(self.data_dir / NEEDLES_FILE))
             self._needle_sets = [
                 NeedleSet(tuple(str(n) for n in needles), str(r["request"]), i)
                 for i, r in enumerate(rows, start=1)

@@ -9,6 +9,7 @@ import os
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .errors import ZiIsagError
 from .extractors import EXTRACTOR_NAMES
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from .pipeline import Pipeline
 
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if args.extractor:
         overrides["extractor"] = args.extractor
     if getattr(args, "tavily_api_key", None):

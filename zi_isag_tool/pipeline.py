@@ -184,10 +184,10 @@ class Pipeline:
         documents: list[Document] = []
         statuses: list[SourceResult] = []
         for i in range(len(specs)):
-            doc, status = results[i]
+            loaded, status = results[i]
             statuses.append(status)
-            if doc is not None:
-                documents.append(doc)
+            if loaded is not None:
+                documents.append(loaded)
         return documents, statuses
 
     async def _searched(self, query: str, max_results: int, progress: ProgressCallback | None) -> list[Any]:

@@ -98,15 +98,18 @@ def _caseless_trie(words: list[str]) -> str:
     return alts[0] if len(alts) == 1 else f"(?:{'|'.join(alts)})"
 
 
-def _abbreviation_lookbehinds() -> str:
+def _abbreviation_lookbehinds(min_len: int = 0) -> str:
+    """Lookbehinds rejecting a '.' after an abbreviation (of a stem of ``min_len`` letters or more),
+    and, when ``min_len`` is 0, after an initial or a dotted initialism."""
     by_len: dict[int, list[str]] = {}
     for a in ABBREVIATIONS:
         stem = a[:-1]
         by_len.setdefault(len(stem), []).append(stem)
     # ``\b`` first: inside a longer word it fails at once, before any letter is compared.
-    parts = [rf"(?<!\b{_caseless_trie(v)}\.)" for _, v in sorted(by_len.items())]
-    parts.append(r"(?<!\b[A-Z]\.)")  # an initial: "J. K. Rowling"
-    parts.append(r"(?<![A-Za-z]\.[A-Za-z]\.)")  # a dotted initialism: "e.g.", "U.S.", "Ph.D."
+    parts = [rf"(?<!\b{_caseless_trie(v)}\.)" for n, v in sorted(by_len.items()) if n >= min_len]
+    if min_len == 0:
+        parts.append(r"(?<!\b[A-Z]\.)")  # an initial: "J. K. Rowling"
+        parts.append(r"(?<![A-Za-z]\.[A-Za-z]\.)")  # a dotted initialism: "e.g.", "U.S.", "Ph.D."
     return "".join(parts)
 
 
@@ -124,7 +127,11 @@ def _abbreviation_lookbehinds() -> str:
 # CJK terminators need no space after them and take the terminators and closers that follow.
 # Closers, whitespace, then anything but a lowercase letter or a digit (cased scripts: see "cased").
 _FOLLOW = rf"(?={_CLOSERS}*\s+(?:[^\s\d{_CASED_NON_ASCII}a-z]|(?P<cased>[{_CASED_NON_ASCII}]|(?![0-9])\d)))"
-_GLUED = r"(?P<glued>)(?=[A-Z](?:[a-z]+[\s,;:]|\s))"
+_GLUED_NEXT = r"(?=[A-Z](?:[a-z]+[\s,;:]|\s))"
+_GLUED = rf"(?P<glued>){_GLUED_NEXT}"
+# A glued end after a word of letters alone, after whitespace, needs no check of its token: these
+# most common lengths are accepted by the pattern itself, without the "glued" group.
+_PLAIN_WORD_BEFORE = "|".join(rf"(?<=\s[A-Za-z]{{{k}}}\.)" for k in range(2, 15))
 
 
 def _end_re(terminator: str, rest: str, fast: str = "") -> re.Pattern[str]:
@@ -132,10 +139,16 @@ def _end_re(terminator: str, rest: str, fast: str = "") -> re.Pattern[str]:
     "e.g. apples") fail there, before the lookbehinds in ``rest`` run. ``fast``: an alternative
     tried first for the most common case."""
     t = re.escape(terminator)
-    return re.compile(rf"{t}(?:{fast}{_FOLLOW}{rest}{_CLOSERS}*|(?<=[a-z]{{2}}{t}){_GLUED})")
+    glued = rf"(?:{_PLAIN_WORD_BEFORE}){_GLUED_NEXT}|{_GLUED}" if t == r"\." else _GLUED
+    return re.compile(rf"{t}(?:{fast}{_FOLLOW}{rest}{_CLOSERS}*|(?<=[a-z]{{2}}{t})(?:{glued}))")
 
 
-_NOT_ABBREVIATED = rf"(?<![.\u2026]\.){_abbreviation_lookbehinds()}"  # nor after another '.'
+# Nor after another '.'. Most words before a '.' end in four lowercase letters: then no initial,
+# initialism, ellipsis or stem shorter than four can end there, and only the longer stems are tested.
+_NOT_ABBREVIATED = (
+    rf"(?:(?<=[a-z]{{4}}\.){_abbreviation_lookbehinds(4)}"
+    rf"|(?<![.\u2026]\.){_abbreviation_lookbehinds()})"
+)
 # '.': the common case first, whitespace then an ASCII capital (no closers, nothing to capture).
 _DOT_RE = _end_re(".", _NOT_ABBREVIATED, fast=rf"(?=\s+[A-Z]){_NOT_ABBREVIATED}|")
 _BANG_RE = _end_re("!", r"(?<![.\u2026]!)[!?]*")

@@ -85,6 +85,13 @@ def read_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterator[tu
             yield n, obj
 
 
+def reject_bad(message: str, *, on_bad: str, log: Any) -> None:
+    """A bad input record: raise with ``on_bad='error'``, otherwise log it and let the caller skip it."""
+    if on_bad == "error":
+        raise InputError(message)
+    log.warning("%s (skipped)", message)
+
+
 def iter_valid(
     path: str | Path, required: Iterable[str], *, on_bad: str, log: Any
 ) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -106,9 +113,7 @@ def iter_valid(
                 if missing:
                     problem = f"missing or empty field(s): {', '.join(missing)}"
             if problem:
-                if on_bad == "error":
-                    raise InputError(f"{path}:{n}: {problem}")
-                log.warning("%s:%d: %s (skipped)", path, n, problem)
+                reject_bad(f"{path}:{n}: {problem}", on_bad=on_bad, log=log)
                 continue
             yield n, obj
 

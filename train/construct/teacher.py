@@ -25,7 +25,7 @@ from zi_isag_tool.errors import InputError
 from zi_isag_tool.parser import format_tags, parse_tags
 from zi_isag_tool.tokens import TokenCounter
 
-from .records import FORMATS, INFO_NONE, Format, JsonlWriter, iter_valid, make_record
+from .records import FORMATS, INFO_NONE, Format, JsonlWriter, iter_valid, make_record, reject_bad
 from .teacher_client import TeacherClient
 from .validate import check_record
 
@@ -92,10 +92,7 @@ def _tagged_rows(in_path: str | Path, on_bad: str) -> list[tuple[int, dict[str, 
         row.setdefault("id", f"line-{line}")
         row["n_tags"] = int(row.get("n_tags") or count_tags(row["tagged_content"]))
         if row["n_tags"] < 1:
-            msg = f"{in_path}:{line}: tagged_content holds no <T-i> tags"
-            if on_bad == "error":
-                raise InputError(msg)
-            log.warning("%s (skipped)", msg)
+            reject_bad(f"{in_path}:{line}: tagged_content holds no <T-i> tags", on_bad=on_bad, log=log)
             continue
         rows.append((line, row))
     return rows
@@ -141,10 +138,9 @@ def _extracted_rows(in_path: str | Path, on_bad: str) -> list[tuple[int, dict[st
     rows = []
     for line, row in _tagged_rows(in_path, on_bad):
         if "extractInfoTag" not in row and "extractTag" not in row:
-            msg = f"{in_path}:{line}: missing field extractInfoTag (run 'construct teacher' first)"
-            if on_bad == "error":
-                raise InputError(msg)
-            log.warning("%s (skipped)", msg)
+            reject_bad(
+                f"{in_path}:{line}: missing field extractInfoTag (run 'construct teacher' first)", on_bad=on_bad, log=log
+            )
             continue
         if "tags" not in row:
             source = row.get("extractTag") or _answer_text(row.get("extractInfoTag", ""))

@@ -309,6 +309,16 @@ class SegmentView(Sequence[Segment]):
             raise IndexError(f"segment index {index} out of range for {len(self)} segments")
         return self._segment(i)
 
+    def runs(self, starts: list[int], ends: list[int]) -> list[SegmentView]:
+        """``[self[a:b] for a, b in zip(starts, ends)]`` for runs within this view (``0 <= a < b <=
+        len(self)``), built without per-run Python code."""
+        lo = self._lo
+        los = starts if lo == 0 else [a + lo for a in starts]
+        his = ends if lo == 0 else [b + lo for b in ends]
+        n = len(los)
+        rep = itertools.repeat
+        return list(map(SegmentView, rep(self._starts, n), rep(self._ends, n), rep(self._kinds, n), los, his))
+
     def _segment(self, i: int) -> Segment:
         return Segment(self._starts[i], self._ends[i], "sentence" if self._kinds is None else self._kinds[i])
 

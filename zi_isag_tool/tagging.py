@@ -33,7 +33,7 @@ import logging
 import operator
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .errors import ConfigError, InputError
@@ -371,8 +371,9 @@ def _pack(
         return []
     starts = [0, *ends[:-1]]
     runs = list(map(slice, starts, ends))
+    views: list[Sequence[Segment]]
     if isinstance(segments, SegmentView):
-        views: list[Sequence[Segment]] = segments.runs(starts, ends)
+        views = list(segments.runs(starts, ends))
     else:
         views = list(map(tuple, map(segments.__getitem__, runs)))
     _markup(max(map(operator.sub, ends, starts)))  # grown once, not per window
@@ -416,7 +417,7 @@ def _make_windows(
             map(TaggedWindow, itertools.repeat(document_index, n), range(n), first_tags, segments, tagged, plains)
         )
     windows = list(map(object.__new__, itertools.repeat(TaggedWindow, n)))
-    fields = (itertools.repeat(document_index, n), range(n), first_tags, segments, tagged, plains)
+    fields: tuple[Iterable[Any], ...] = (itertools.repeat(document_index, n), range(n), first_tags, segments, tagged, plains)
     for setter, values in zip(_WINDOW_SETTERS, fields, strict=True):
         _consume(map(setter, windows, values))
     return windows

@@ -236,7 +236,8 @@ class Pipeline:
     ) -> Result:
         extractor = self.extractor if documents else None
         counter = (extractor.token_counter if extractor else None) or default_counter()
-        for doc, status in zip(documents, [s for s in statuses if s.status == "ok"], strict=False):
+        # Every "ok" source, and only those, produced a document, in the same order.
+        for doc, status in zip(documents, [s for s in statuses if s.status == "ok"], strict=True):
             if not doc.text.strip():
                 status.error = "empty: the page has no text to extract from"
         windows = await asyncio.to_thread(self._tag, documents, counter) if documents else []

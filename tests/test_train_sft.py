@@ -115,3 +115,29 @@ def test_lora_adapter_and_merged_model_load(tiny_qwen2_dir: Path, sft_data: Path
     assert (out / "merged" / "config.json").is_file()
     _answers_through_parser(out / "final")  # adapter folder: base named in adapter_config.json
     _answers_through_parser(out / "merged")
+
+
+def test_time_budget_stops_early_and_still_saves(tiny_qwen2_dir: Path, sft_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    summary = _sft(tiny_qwen2_dir, sft_data, out, "--deepspeed", "zero2", "--max_steps", "50",
+                   "--max_train_seconds", "0.001", "--gradient_checkpointing", "false")
+    assert summary["steps"] == 1 and summary["total_steps"] == 50 and summary["stopped_early"] is True
+    assert (out / "final" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_examples_do_not_attend_to_each_other(tiny_qwen2_dir: Path, attn: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from train.data import Batch
+    from train.sft import _tensors
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2_dir, attn_implementation=attn).eval()
+    first, second = [5, 9, 13, 7, 21, 3, 8], [11, 4, 17, 6, 2]
+    ids = tuple(first + second)
+    packed = Batch(input_ids=ids, labels=ids, position_ids=(*range(7), *range(5)), n_examples=2)
+    with torch.no_grad():
+        together = model(**_tensors(packed, "cpu", attn_implementation=attn)).logits[0]
+        alone = [model(input_ids=torch.tensor([x])).logits[0] for x in (first, second)]
+    torch.testing.assert_close(together, torch.cat(alone), atol=1e-5, rtol=1e-4)

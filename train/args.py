@@ -56,7 +56,8 @@ class DataArguments:
         default=False,
         metadata={
             "help": "Padding-free packing: concatenate examples up to max_seq_length with position ids that "
-            "restart per example (attention stays within each example). False = one example per step."
+            "restart per example; a block-diagonal mask (or flash-attention's varlen path) keeps attention within "
+            "each example. False = one example per step."
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N valid records."})
@@ -109,6 +110,13 @@ class SFTArguments:
         default="auto", metadata={"help": "auto (latest checkpoint in output_dir if any), none, or a checkpoint folder."}
     )
     save_final: bool = field(default=True, metadata={"help": "Save the final model (or adapter) to OUTPUT/final."})
+    max_train_seconds: float = field(
+        default=0.0,
+        metadata={
+            "help": "Stop after this many seconds of training (0: no limit) and save as usual; for leased "
+            "machines. The schedule still follows max_steps, so size max_steps to the budget."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -123,6 +131,8 @@ class SFTArguments:
             raise ValueError("warmup_ratio must be in [0, 1)")
         if self.min_learning_rate < 0 or self.min_learning_rate > self.learning_rate:
             raise ValueError("min_learning_rate must be between 0 and learning_rate")
+        if self.max_train_seconds < 0:
+            raise ValueError("max_train_seconds must be >= 0")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise ValueError("give num_train_epochs > 0 or max_steps > 0")
 

@@ -203,14 +203,35 @@ def _shard_index(micro: int, *, per_epoch: int, n: int, rank: int, world: int, s
     return _epoch_order(n, seed, epoch)[(pos * world + rank) % n]
 
 
-def _tensors(batch: Batch, device: Any) -> dict[str, Any]:
+def packed_attention_mask(position_ids: tuple[int, ...], *, dtype: Any, device: Any) -> Any:
+    """Additive 4D mask ``[1, 1, L, L]``: causal, and each packed example sees only itself.
+
+    sdpa and eager attention ignore restarting position ids (only flash-attention reads them as
+    sequence boundaries), so without this mask a packed example would attend to the ones before it.
+    """
     import torch
 
-    return {
+    pos = torch.tensor(position_ids, device=device)
+    example = torch.cumsum((pos == 0).to(torch.long), 0)
+    n = len(position_ids)
+    allowed = torch.ones(n, n, dtype=torch.bool, device=device).tril_() & (example[:, None] == example[None, :])
+    mask = torch.zeros(1, 1, n, n, dtype=dtype, device=device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def _tensors(batch: Batch, device: Any, *, attn_implementation: str = "sdpa", dtype: Any = None) -> dict[str, Any]:
+    import torch
+
+    tensors = {
         "input_ids": torch.tensor([batch.input_ids], dtype=torch.long, device=device),
         "labels": torch.tensor([batch.labels], dtype=torch.long, device=device),
         "position_ids": torch.tensor([batch.position_ids], dtype=torch.long, device=device),
     }
+    if batch.n_examples > 1 and "flash" not in attn_implementation:
+        tensors["attention_mask"] = packed_attention_mask(
+            batch.position_ids, dtype=dtype or torch.float32, device=device
+        )
+    return tensors
 
 
 def _latest_checkpoint(ckpt_root: Path) -> Path | None:
@@ -298,6 +319,9 @@ def train(
         trust_remote_code=model_args.trust_remote_code,
     )
     model.config.use_cache = False
+
+    def inputs(batch: Batch) -> dict[str, Any]:
+        return _tensors(batch, device, attn_implementation=model_args.attn_implementation, dtype=dtype)
     if args.gradient_checkpointing:
         kwargs = {"use_reentrant": False}  # non-reentrant: works with frozen bases (LoRA) and ZeRO-3
         if hasattr(model, "activation_checkpointing_enable"):  # the transformers 5.2x name
@@ -385,7 +409,7 @@ def train(
             for k in range(per_rank):
                 idx = k * world + rank
                 batch = eval_batches[idx % len(eval_batches)]
-                loss = engine(**_tensors(batch, device)).loss
+                loss = engine(**inputs(batch)).loss
                 if idx < len(eval_batches):  # the wrapped extra only keeps ZeRO-3's collectives in step
                     n = sum(1 for x in batch.labels[1:] if x != -100)
                     total += float(loss) * n
@@ -414,9 +438,10 @@ def train(
     tick = started
     first_loss: float | None = None
     last_loss: float | None = None
+    stopped_early = False
     for micro in range(global_step * gas, total_micro):
         batch = batches[_shard_index(micro, per_epoch=per_epoch, n=len(batches), rank=rank, world=world, seed=args.seed)]
-        loss = engine(**_tensors(batch, device)).loss
+        loss = engine(**inputs(batch)).loss
         engine.backward(loss)
         engine.step()
         window_loss += float(loss.detach())
@@ -448,6 +473,12 @@ def train(
                 log_metrics({"step": global_step, "eval_loss": eval_loss})
         if args.save_steps > 0 and global_step % args.save_steps == 0 and global_step < total_steps:
             save_checkpoint()
+        # Every rank must agree to stop at the same step, or the collectives hang.
+        if args.max_train_seconds and reduce_sum(float(time.perf_counter() - started > args.max_train_seconds))[0]:
+            stopped_early = global_step < total_steps
+            if is_main and stopped_early:
+                log.info("time budget of %.0f s spent: stopping at step %d/%d", args.max_train_seconds, global_step, total_steps)
+            break
 
     eval_loss = evaluate()
     if eval_loss is not None:
@@ -469,7 +500,7 @@ def train(
         if world > 1:
             dist.barrier()
     summary = {
-        "steps": global_step, "total_steps": total_steps, "examples": len(examples), "skipped": len(skipped),
+        "steps": global_step, "total_steps": total_steps, "stopped_early": stopped_early, "examples": len(examples), "skipped": len(skipped),
         "sequences": len(batches), "first_loss": first_loss, "last_loss": last_loss, "eval_loss": eval_loss,
         "final": str(final_dir) if args.save_final else None, "merged": str(merged_dir) if merged_dir else None,
         "trainable_parameters": n_trainable, "elapsed_s": time.perf_counter() - started,

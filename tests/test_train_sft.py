@@ -107,11 +107,13 @@ def test_lora_adapter_and_merged_model_load(tiny_qwen2_dir: Path, sft_data: Path
     out = tmp_path / "lora"
     summary = _sft(tiny_qwen2_dir, sft_data, out, "--deepspeed", "zero2", "--max_steps", "4", "--use_lora",
                    "--lora_target_modules", "all-linear", "--learning_rate", "1e-2", "--merge_and_save",
-                   "--gradient_checkpointing", "false")
+                   "--gradient_checkpointing", "false", "--logging_steps", "2")
     assert summary["trainable_parameters"] < 50_000
     losses = _losses(out)
     assert losses[-1] < losses[0], losses
-    assert (out / "final" / "adapter_config.json").is_file()
+    adapter_config = json.loads((out / "final" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(tiny_qwen2_dir.resolve())
+    assert len(losses) == 2  # --logging_steps 2 over 4 steps: one line per interval
     assert (out / "merged" / "config.json").is_file()
     _answers_through_parser(out / "final")  # adapter folder: base named in adapter_config.json
     _answers_through_parser(out / "merged")

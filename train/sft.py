@@ -434,6 +434,7 @@ def train(
     # Train.
     engine.train()
     window_loss = window_tokens = window_ctokens = 0.0
+    window_steps = 0
     started = time.perf_counter()
     tick = started
     first_loss: float | None = None
@@ -450,10 +451,12 @@ def train(
         if (micro + 1) % gas:
             continue
         global_step += 1
+        window_steps += 1
         if global_step % max(1, args.logging_steps) == 0 or global_step == total_steps:
+            # Sums since the last metrics line: loss is the mean over its steps, throughput over its time.
             loss_sum, tokens, ctokens = reduce_sum(window_loss, window_tokens, window_ctokens)
             now = time.perf_counter()
-            mean_loss = loss_sum / (gas * world)
+            mean_loss = loss_sum / (gas * world * window_steps)
             first_loss = mean_loss if first_loss is None else first_loss
             last_loss = mean_loss
             log_metrics(
@@ -466,7 +469,8 @@ def train(
             if is_main:
                 log.info("step %d/%d loss %.4f lr %.3g", global_step, total_steps, mean_loss, scheduler.get_last_lr()[0])
             tick = now
-        window_loss = window_tokens = window_ctokens = 0.0
+            window_loss = window_tokens = window_ctokens = 0.0
+            window_steps = 0
         if args.eval_steps > 0 and global_step % args.eval_steps == 0:
             eval_loss = evaluate()
             if eval_loss is not None:
@@ -487,7 +491,7 @@ def train(
         save_checkpoint()
     final_dir = out / "final"
     if args.save_final:
-        save_model(engine, tokenizer, final_dir, stage=stage, is_main=is_main)
+        save_model(engine, tokenizer, final_dir, stage=stage, is_main=is_main, base_name=model_args.model_name_or_path)
         if world > 1:
             dist.barrier()
     if zero3_holder is not None:  # later loads (the merge below) must not be partitioned
@@ -510,8 +514,15 @@ def train(
     return summary
 
 
-def save_model(engine: Any, tokenizer: Any, out_dir: Path, *, stage: int, is_main: bool) -> None:
-    """Save the trained weights (or the LoRA adapter) as a folder ``from_pretrained`` loads."""
+def save_model(
+    engine: Any, tokenizer: Any, out_dir: Path, *, stage: int, is_main: bool, base_name: str | None = None
+) -> None:
+    """Save the trained weights (or the LoRA adapter) as a folder ``from_pretrained`` loads.
+
+    An adapter's ``adapter_config.json`` names its base as the user gave it (``base_name``): peft would
+    write the folder the base was resolved to, e.g. a GGUF inside site-packages, which only exists on
+    the training machine.
+    """
     # Under ZeRO-3 the weights are partitioned: every rank takes part in gathering them.
     state = engine._zero3_consolidated_16bit_state_dict() if stage == 3 else None
     if not is_main:
@@ -522,6 +533,12 @@ def save_model(engine: Any, tokenizer: Any, out_dir: Path, *, stage: int, is_mai
     else:
         module.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
+    adapter_config = out_dir / "adapter_config.json"
+    if base_name and adapter_config.is_file():
+        given = Path(base_name).expanduser()
+        config = json.loads(adapter_config.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = str(given.resolve()) if given.exists() else base_name
+        adapter_config.write_text(json.dumps(config, indent=2), encoding="utf-8")
     log.info("saved %s", out_dir)
 
 

@@ -129,7 +129,7 @@ def test_schedule_and_deepspeed_auto_values() -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--help"], ["construct", "--help"], ["sft", "--help"], ["merge", "--help"], ["bench", "--help"],
+        ["--help"], ["construct", "--help"], ["sft", "--help"], ["merge", "--help"], ["plot", "--help"], ["bench", "--help"],
         *[["construct", step, "--help"] for step in ("split", "teacher", "check", "build", "gold", "validate")],
     ],
 )
@@ -145,3 +145,14 @@ def test_help_exits_zero(argv: list[str], capsys) -> None:
 def test_module_entry_point_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "train", "sft", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "--model_name_or_path" in proc.stdout
+
+
+def test_plot_writes_the_loss_curve_and_rejects_a_run_without_metrics(tmp_path: Path) -> None:
+    from train.plot import plot_run
+
+    rows = [{"step": s, "loss": 2.0 / s, "lr": 1e-4} for s in range(1, 6)] + [{"step": 5, "eval_loss": 0.5}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    png = plot_run(tmp_path)
+    assert png == tmp_path / "loss.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InputError, match="no metrics file"):
+        plot_run(tmp_path / "missing")

@@ -1,4 +1,4 @@
-"""The ``python -m train`` entry point: dispatch to ``construct``, ``sft``, ``merge`` and ``bench``."""
+"""The ``python -m train`` entry point: dispatch to ``construct``, ``sft``, ``merge``, ``plot`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ commands:
   construct   build the instruction set (split | teacher | check | build | gold | validate)
   sft         fine-tune with DeepSpeed from a YAML recipe (python -m train sft --config RECIPE.yaml)
   merge       merge a LoRA adapter into its base model and save a plain model folder
+  plot        the loss curve of a run (RUN_DIR/metrics.jsonl) as a PNG
   bench       tokens/s of the cpu-smollm2 recipe and the padding a padded batch would waste
 
 Each command takes --help.
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             return sft_main(rest)
         if command == "merge":
             return _merge(rest)
+        if command == "plot":
+            from .plot import main as plot_main
+
+            return plot_main(rest)
         if command == "bench":
             from .bench import main as bench_main
 

@@ -232,3 +232,28 @@ def test_round_trip_long_runs() -> None:
 def test_prose_around_canonical_answer(tags: list[int], prose: str) -> None:
     r = parse_tags(f"{prose}\n```\n{format_tags(tags)}\n```\n{prose}", 50)
     assert r.tags == sorted(set(tags))
+
+
+_group = st.tuples(
+    st.integers(0, 3000).map(str) | st.sampled_from(["1", "007", "0", "9999999999"]),
+    st.none() | st.integers(0, 3000).map(str),
+)
+
+
+@given(
+    groups=st.lists(_group, max_size=12),
+    prefix=st.sampled_from(["", "#Extracted Information Tag#: ", "#Extracted Information Tag#:", "\n "]),
+    sep=st.sampled_from([", ", ",", ",\n"]),
+    n_tags=st.integers(0, 3000),
+    max_range=st.integers(1, 400),
+)
+@settings(max_examples=400, deadline=None)
+def test_canonical_fast_path_reads_like_the_general_parser(groups, prefix, sep, n_tags, max_range) -> None:
+    from zi_isag_tool.parser import _CANONICAL_RE, _parse_general
+
+    body = sep.join(f"[<T-{a}>]" if b is None else f"[<T-{a}>~<T-{b}>]" for a, b in groups)
+    answer = f"{prefix}[{body}] "
+    got = parse_tags(answer, n_tags, max_range=max_range)
+    assert got == _parse_general(answer, n_tags, max_range)
+    if all(a[0] != "0" and len(a) < 10 and (b is None or b[0] != "0") for a, b in groups):
+        assert _CANONICAL_RE.fullmatch(answer)  # these answers did take the fast path

@@ -46,6 +46,15 @@ _NONE_WORD_RE = re.compile(r"(?<![A-Za-z])(?:none|null)(?![A-Za-z])", re.IGNOREC
 _NONE_WORDS = frozenset({"", "n/a", "nil", "nothing", "无", "没有", "空"})
 _NONE_STRIP = " \t\r\n'\"`.,:;!。，：；！"
 
+# The canonical tag-only answer (what ``format_tags`` writes and trained extractors answer), read
+# without the general tokenizer: an ASCII answer that matches this whole is parsed group by group.
+_CANON_TAG = r"<T-([1-9]\d{0,8})>"
+_CANON_GROUP = rf"\[{_CANON_TAG}(?:~{_CANON_TAG})?\]"
+_CANONICAL_RE = re.compile(
+    rf"\s*(?:{re.escape(TAG_ONLY_PREFIX)}\s*)?\[(?:{_CANON_GROUP}(?:,\s*{_CANON_GROUP})*)?\]\s*"
+)
+_CANON_GROUP_RE = re.compile(_CANON_GROUP)
+
 
 @dataclass(slots=True)
 class ParsedTags:
@@ -155,6 +164,13 @@ def parse_tags(answer: str | None, n_tags: int, *, max_range: int = 256) -> Pars
         return ParsedTags(none=True)
     n_tags = min(max(0, n_tags), _HUGE - 1)
     max_range = max(1, max_range)
+    if text.isascii() and _CANONICAL_RE.fullmatch(text):  # ASCII is its own NFKC form
+        return _parse_canonical(text, n_tags, max_range)
+    return _parse_general(text, n_tags, max_range)
+
+
+def _parse_general(text: str, n_tags: int, max_range: int) -> ParsedTags:
+    """Any answer: NFKC, tokenize, keep the strongest form present (see ``parse_tags``)."""
     text = unicodedata.normalize("NFKC", text)
     items, empty_list = _tokenize(text)
 
@@ -196,6 +212,38 @@ def parse_tags(answer: str | None, n_tags: int, *, max_range: int = 256) -> Pars
         dropped_out_of_range=dropped,
         truncated_ranges=truncated,
     )
+
+
+def _parse_canonical(text: str, n_tags: int, max_range: int) -> ParsedTags:
+    """``parse_tags`` of an answer ``_CANONICAL_RE`` matches whole: each bracketed group is one tag or
+    one ``~`` range of angle-bracketed tags, its own group. Gives exactly what the general path gives."""
+    selected: set[int] = set()
+    dropped = truncated = 0
+    groups: list[list[int]] = []
+    group_budget = _MAX_GROUP_ITEMS
+    seen_ranges: set[tuple[int, int]] = set()
+    for first, last in _CANON_GROUP_RE.findall(text):
+        lo = int(first)
+        hi = int(last) if last else lo
+        if lo > hi:
+            lo, hi = hi, lo
+        if (lo, hi) in seen_ranges:
+            continue
+        seen_ranges.add((lo, hi))
+        if hi - lo + 1 > max_range:
+            truncated += 1
+            hi = lo + max_range - 1
+        ids = range(max(lo, 1), min(hi, n_tags) + 1)
+        dropped += (hi - lo + 1) - len(ids)
+        if not ids:
+            continue
+        selected.update(ids)
+        if group_budget > 0:
+            group_budget -= len(ids)
+            groups.append(list(ids))
+    if not seen_ranges:  # "[]": an explicit empty list
+        return ParsedTags(none=True)
+    return ParsedTags(tags=sorted(selected), groups=groups, dropped_out_of_range=dropped, truncated_ranges=truncated)
 
 
 def format_tags(tags: Iterable[int], *, prefix: str = TAG_ONLY_PREFIX + " ", max_run: int = 256) -> str:

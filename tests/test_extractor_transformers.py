@@ -428,3 +428,29 @@ def test_smollm2_end_to_end(smollm2_dir: Path) -> None:
     criteria = TagListStoppingCriteria(tok, 0)
     fired = next(k for k in range(1, len(cont) + 1) if criteria(torch.tensor([cont[:k]]))[0])
     assert tok.decode(cont[:fired]).rstrip().endswith("]]")
+
+
+def test_smollm2_tags_loads_offline_by_name_and_answers_through_the_parser() -> None:
+    """The shipped adapter on the wheel's base, chosen by name, through the whole pipeline (no quality claim)."""
+    from zi_isag_tool import Pipeline
+    from zi_isag_tool.extractors import get_extractor
+    from zi_isag_tool.models import SMOLLM2_TAGS_DIR
+    from zi_isag_tool.types import Document
+
+    extractor = get_extractor("smollm2-tags")
+    assert extractor.spec.adapter == SMOLLM2_TAGS_DIR and extractor.spec.gguf_file == SMOLLM2_GGUF_NAME
+    window = make_window(
+        [
+            "Viaweb was a web application for building online stores.",
+            " It was founded in 1995 by Paul Graham, Robert Morris and Trevor Blackwell.",
+            " The weather in the valley was mild that year.",
+        ]
+    )
+    [sel] = extractor.extract("Who founded Viaweb?", [window])
+    check_invariants(sel, window, extractor.max_new_tokens)
+    assert not sel.failed and sel.raw_output is not None
+
+    text = "Viaweb was a web application for building online stores. " * 3 + "Its founder was Paul Graham."
+    result = Pipeline(extractor=extractor).extract_documents("Who founded Viaweb?", [Document("page.md", text)])
+    for passage in result.passages:
+        assert text[passage.start : passage.end] == passage.text

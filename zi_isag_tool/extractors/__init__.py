@@ -1,6 +1,7 @@
 """Extractor backends, chosen by name.
 
-Spec strings: ``embedding`` (default), ``bm25``, ``lead``, ``full``, ``smollm2``,
+Spec strings: ``embedding`` (default), ``bm25``, ``lead``, ``full``, ``smollm2`` (the untrained base),
+``smollm2-tags`` (SmolLM2 + the tag-only LoRA adapter shipped in this package),
 ``transformers`` / ``transformers:PATH``, ``openai`` / ``openai:MODEL``. Backends are imported
 lazily so that picking ``bm25`` never pays for loading torch.
 """
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Extractor", "SyncExtractor", "get_extractor", "EXTRACTOR_NAMES"]
 
-EXTRACTOR_NAMES = ("embedding", "bm25", "lead", "full", "smollm2", "transformers", "openai")
+EXTRACTOR_NAMES = ("embedding", "bm25", "lead", "full", "smollm2", "smollm2-tags", "transformers", "openai")
 
 
 def get_extractor(spec: str, settings: Settings | None = None) -> Extractor:
@@ -44,10 +45,10 @@ def get_extractor(spec: str, settings: Settings | None = None) -> Extractor:
         from .lexical import FullExtractor
 
         return FullExtractor.from_settings(settings)
-    if name in ("transformers", "smollm2"):
+    if name in ("transformers", "smollm2", "smollm2-tags"):
         from .transformers_lm import TransformersExtractor
 
-        path = arg or ("smollm2" if name == "smollm2" else settings.model_path)
+        path = arg or (name if name != "transformers" else settings.model_path)
         if not path:
             raise ConfigError(
                 "The transformers extractor needs a model: use 'transformers:PATH' (a local model folder, "

@@ -216,13 +216,17 @@ def _parse_general(text: str, n_tags: int, max_range: int) -> ParsedTags:
 
 def _parse_canonical(text: str, n_tags: int, max_range: int) -> ParsedTags:
     """``parse_tags`` of an answer ``_CANONICAL_RE`` matches whole: each bracketed group is one tag or
-    one ``~`` range of angle-bracketed tags, its own group. Gives exactly what the general path gives."""
+    one ``~`` range of angle-bracketed tags, its own group. Gives exactly what the general path gives
+    (ids here are never 0: the pattern refuses leading zeros)."""
+    pairs = _CANON_GROUP_RE.findall(text)
+    if not pairs:  # "[]": an explicit empty list
+        return ParsedTags(none=True)
     selected: set[int] = set()
     dropped = truncated = 0
     groups: list[list[int]] = []
     group_budget = _MAX_GROUP_ITEMS
     seen_ranges: set[tuple[int, int]] = set()
-    for first, last in _CANON_GROUP_RE.findall(text):
+    for first, last in pairs:
         lo = int(first)
         hi = int(last) if last else lo
         if lo > hi:
@@ -230,10 +234,19 @@ def _parse_canonical(text: str, n_tags: int, max_range: int) -> ParsedTags:
         if (lo, hi) in seen_ranges:
             continue
         seen_ranges.add((lo, hi))
+        if lo == hi:  # one tag, the common case
+            if lo > n_tags:
+                dropped += 1
+                continue
+            selected.add(lo)
+            if group_budget > 0:
+                group_budget -= 1
+                groups.append([lo])
+            continue
         if hi - lo + 1 > max_range:
             truncated += 1
             hi = lo + max_range - 1
-        ids = range(max(lo, 1), min(hi, n_tags) + 1)
+        ids = range(lo, min(hi, n_tags) + 1)
         dropped += (hi - lo + 1) - len(ids)
         if not ids:
             continue
@@ -241,8 +254,6 @@ def _parse_canonical(text: str, n_tags: int, max_range: int) -> ParsedTags:
         if group_budget > 0:
             group_budget -= len(ids)
             groups.append(list(ids))
-    if not seen_ranges:  # "[]": an explicit empty list
-        return ParsedTags(none=True)
     return ParsedTags(tags=sorted(selected), groups=groups, dropped_out_of_range=dropped, truncated_ranges=truncated)
 
 

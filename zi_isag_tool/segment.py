@@ -24,7 +24,7 @@ import itertools
 import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import overload
+from typing import Any, overload
 
 from .errors import ConfigError
 from .types import Segment, SegmentKind
@@ -57,23 +57,21 @@ ABBREVIATIONS = frozenset(
 
 # Markdown blocks that are not prose, and blank lines, each matched with the newline before its line.
 # The literal "\n" lets the regex engine skip ahead fast, and a one-character lookahead rejects
-# ordinary lines before any alternative is tried. The first line has no newline before it: when it may start a
-# block, the text is scanned as "\n" + text.
+# ordinary lines before any alternative is tried. The first line has no newline before it: when it may
+# start a block, ``_FIRST_BLOCK_RE`` (the same alternatives, anchored at the start) is tried there.
 _BLOCK_LINE = r"[ \t`~\#*\-_+\u2022\d|\n\r\f\v]|\Z"  # a line that may start a block (a superset)
-_BLOCK_RE = re.compile(
-    rf"""
-    \n(?={_BLOCK_LINE})(?:
-      (?P<code>[ \t]{{0,3}}(?P<fence>`{{3,}}(?=[^`\n]*(?:\n|\Z))|~{{3,}})[^\n]*
-          (?s:.*?)(?:\n[ \t]{{0,3}}(?P=fence)[`~]*[ \t]*(?=\n|\Z)|\Z))
-    | (?P<heading>[ \t]{{0,3}}\#{{1,6}}(?:[ \t][^\n]*)?)(?=\n|\Z)
-    | (?P<other>[ \t]{{0,3}}(?:(?:\*[ \t]*){{3,}}|(?:-[ \t]*){{3,}}|(?:_[ \t]*){{3,}}))(?=\n|\Z)
-    | (?P<list_item>[ \t]*(?:[-*+\u2022]|\d{{1,9}}[.)])[ \t]+\S[^\n]*)
+_BLOCK_BODY = r"""(?:
+      (?P<code>[ \t]{0,3}(?P<fence>`{3,}(?=[^`\n]*(?:\n|\Z))|~{3,})[^\n]*
+          (?s:.*?)(?:\n[ \t]{0,3}(?P=fence)[`~]*[ \t]*(?=\n|\Z)|\Z))
+    | (?P<heading>[ \t]{0,3}\#{1,6}(?:[ \t][^\n]*)?)(?=\n|\Z)
+    | (?P<other>[ \t]{0,3}(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,}))(?=\n|\Z)
+    | (?P<list_item>[ \t]*(?:[-*+\u2022]|\d{1,9}[.)])[ \t]+\S[^\n]*)
     | (?P<table_row>[ \t]*\|[^\n]*)
     | (?P<blank>[^\S\n]*)(?=\n)
     )
-    """,
-    re.VERBOSE,
-)
+    """
+_BLOCK_RE = re.compile(rf"\n(?={_BLOCK_LINE}){_BLOCK_BODY}", re.VERBOSE)
+_FIRST_BLOCK_RE = re.compile(_BLOCK_BODY, re.VERBOSE)
 _FIRST_LINE_RE = re.compile(_BLOCK_LINE)
 
 _CLOSERS = "[\"'”’»」』）)\\]】〕〉》]"
@@ -222,7 +220,7 @@ def _sentence_cuts(text: str) -> list[int]:
         extra += _ends(_BANG_RE, text, "!")
     if "?" in text:
         extra += _ends(_QUESTION_RE, text, "?")
-    if not text.isascii() and any(c in text for c in _CJK_ENDS):
+    if not text.isascii() and ("。" in text or "！" in text or "？" in text or "｡" in text):  # _CJK_ENDS
         # A CJK end may take '.', '!' or '?' after it: its cut can coincide with theirs.
         extra += map(_match_end, _CJK_RE.finditer(text))
         return sorted(set(cuts).union(extra))
@@ -317,7 +315,12 @@ class SegmentView(Sequence[Segment]):
         his = ends if lo == 0 else [b + lo for b in ends]
         n = len(los)
         rep = itertools.repeat
-        return list(map(SegmentView, rep(self._starts, n), rep(self._ends, n), rep(self._kinds, n), los, his))
+        # Documents have hundreds of windows: set the slots from C rather than run __init__ per view.
+        views = list(map(object.__new__, rep(SegmentView, n)))
+        fields: tuple[Iterable[Any], ...] = (rep(self._starts, n), rep(self._ends, n), rep(self._kinds, n), los, his)
+        for setter, values in zip(_VIEW_SETTERS, fields, strict=True):
+            _consume(map(setter, views, values))
+        return views
 
     def _segment(self, i: int) -> Segment:
         return Segment(self._starts[i], self._ends[i], "sentence" if self._kinds is None else self._kinds[i])
@@ -339,6 +342,9 @@ class SegmentView(Sequence[Segment]):
 
     def __repr__(self) -> str:
         return f"SegmentView({list(self)!r})"
+
+
+_VIEW_SETTERS = tuple(getattr(SegmentView, name).__set__ for name in SegmentView.__slots__)
 
 
 def _content_end(text: str, pos: int) -> int:
@@ -431,10 +437,13 @@ def _with_blocks(text: str, sentence_cuts: list[int], kind_at: dict[int, Segment
     kept: list[int] = []
     done = 0  # sentence_cuts[:done] are decided
     last_blank = -1
-    shift = 1 if _FIRST_LINE_RE.match(text) else 0  # scan "\n" + text: offsets are one more
-    for m in _BLOCK_RE.finditer("\n" + text if shift else text):
+    # The first line has no newline before it: a block there is matched by a pattern anchored at the
+    # start, then the scan goes on from its end (as ``finditer`` over "\n" + text would, without the copy).
+    first = _FIRST_BLOCK_RE.match(text) if _FIRST_LINE_RE.match(text) else None
+    rest = _BLOCK_RE.finditer(text, first.end() if first is not None else 0)
+    for m in itertools.chain((first,) if first is not None else (), rest):
         kind = m.lastgroup or "other"  # the outermost group that matched ("code", not "fence")
-        start, end = m.start(kind) - shift, m.end() - shift  # offsets in ``text``
+        start, end = m.start(kind), m.end()
         if kind == "blank":  # an empty line ends a paragraph; cut once per run of them
             if not (last_blank >= 0 and (last_blank == start or text[last_blank:start].isspace())):
                 block_cuts.append(_content_end(text, start))

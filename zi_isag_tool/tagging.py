@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .errors import ConfigError, InputError
-from .segment import SegmentView, segment_bounds, split_segment
+from .segment import SegmentView, _rare_matches, segment_bounds, split_segment
 from .tokens import TokenCounter
 from .types import Document, Segment, SegmentKind, TaggedWindow
 
@@ -137,9 +137,8 @@ def _lookalike_starts(text: str) -> list[int]:
     before the "T" (so a superset of the look-alikes, also of those of any substring)."""
     found: list[int] = []
     for hyphen, dash_digit in _DASH_DIGIT_RES if not text.isascii() else _DASH_DIGIT_RES[:1]:
-        if hyphen not in text:
-            continue
-        for m in dash_digit.finditer(text):
+        # str.find skips to each dash faster than the regex engine scans (a dash is rare).
+        for m in _rare_matches(dash_digit, text, hyphen):
             j = m.start()
             while j > 0 and text[j - 1].isspace():  # spaces may sit between the "T" and the dash
                 j -= 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,10 +243,12 @@ def _apply_adapter(model: Any, spec: ModelSpec, *, merge: bool) -> Any:
         from peft import PeftModel
     except ImportError as exc:
         raise ExtractorError(
-            f"{spec.adapter} is a PEFT adapter but peft is not installed: pip install 'zi-isag-tool[train]'."
+            f"{spec.adapter} is a PEFT adapter but peft is not installed: pip install peft."
         ) from exc
     try:
-        peft_model = PeftModel.from_pretrained(model, str(spec.adapter), is_trainable=False)
+        with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question on every load
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, str(spec.adapter), is_trainable=False)
     except Exception as exc:
         raise ExtractorError(f"Cannot apply adapter {spec.adapter} to {spec.describe()}: {exc}") from exc
     return peft_model.merge_and_unload() if merge else peft_model

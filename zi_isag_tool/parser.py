@@ -180,19 +180,39 @@ def _parse_general(text: str, n_tags: int, max_range: int) -> ParsedTags:
             return ParsedTags(none=True)
         return ParsedTags(failed=True, error=f"no tag ids and no None in the answer ({len(text)} chars)")
 
+    return _select(((it.lo, it.hi, it.group) for it in items if it.strength == best), n_tags, max_range)
+
+
+def _parse_canonical(text: str, n_tags: int, max_range: int) -> ParsedTags:
+    """``parse_tags`` of an answer ``_CANONICAL_RE`` matches whole: each bracketed group is one tag or
+    one ``~`` range of angle-bracketed tags, its own group; no tokenizer, no NFKC (ASCII is its own)."""
+    pairs = _CANON_GROUP_RE.findall(text)
+    if not pairs:  # "[]": an explicit empty list
+        return ParsedTags(none=True)
+    ranges = ((int(first), int(last or first), group) for group, (first, last) in enumerate(pairs))
+    return _select(ranges, n_tags, max_range)
+
+
+def _select(ranges: Iterable[tuple[int, int, int]], n_tags: int, max_range: int) -> ParsedTags:
+    """The tags that ``(lo, hi, group)`` ranges select within ``1..n_tags``, as ``parse_tags`` reports them."""
     selected: set[int] = set()
     dropped = 0
     truncated = 0
     groups: dict[int, list[int]] = {}
     group_budget = _MAX_GROUP_ITEMS
     seen_ranges: set[tuple[int, int]] = set()
-    for it in items:
-        if it.strength != best:
-            continue
-        lo, hi = (it.lo, it.hi) if it.lo <= it.hi else (it.hi, it.lo)
+    for lo, hi, group in ranges:
+        if lo > hi:
+            lo, hi = hi, lo
         if (lo, hi) in seen_ranges:
             continue
         seen_ranges.add((lo, hi))
+        if lo == hi and 1 <= lo <= n_tags:  # one tag in range: the common case, without a range object
+            selected.add(lo)
+            if group_budget > 0:
+                group_budget -= 1
+                groups.setdefault(group, []).append(lo)
+            continue
         if hi - lo + 1 > max_range:
             truncated += 1
             hi = lo + max_range - 1
@@ -204,57 +224,13 @@ def _parse_general(text: str, n_tags: int, max_range: int) -> ParsedTags:
         selected.update(ids)
         if group_budget > 0:  # ``groups`` is for information: bounded work on adversarial answers
             group_budget -= len(ids)
-            members = groups.setdefault(it.group, [])
-            members.extend(ids)
+            groups.setdefault(group, []).extend(ids)
     return ParsedTags(
         tags=sorted(selected),
         groups=[list(dict.fromkeys(g)) for g in groups.values()],
         dropped_out_of_range=dropped,
         truncated_ranges=truncated,
     )
-
-
-def _parse_canonical(text: str, n_tags: int, max_range: int) -> ParsedTags:
-    """``parse_tags`` of an answer ``_CANONICAL_RE`` matches whole: each bracketed group is one tag or
-    one ``~`` range of angle-bracketed tags, its own group. Gives exactly what the general path gives
-    (ids here are never 0: the pattern refuses leading zeros)."""
-    pairs = _CANON_GROUP_RE.findall(text)
-    if not pairs:  # "[]": an explicit empty list
-        return ParsedTags(none=True)
-    selected: set[int] = set()
-    dropped = truncated = 0
-    groups: list[list[int]] = []
-    group_budget = _MAX_GROUP_ITEMS
-    seen_ranges: set[tuple[int, int]] = set()
-    for first, last in pairs:
-        lo = int(first)
-        hi = int(last) if last else lo
-        if lo > hi:
-            lo, hi = hi, lo
-        if (lo, hi) in seen_ranges:
-            continue
-        seen_ranges.add((lo, hi))
-        if lo == hi:  # one tag, the common case
-            if lo > n_tags:
-                dropped += 1
-                continue
-            selected.add(lo)
-            if group_budget > 0:
-                group_budget -= 1
-                groups.append([lo])
-            continue
-        if hi - lo + 1 > max_range:
-            truncated += 1
-            hi = lo + max_range - 1
-        ids = range(lo, min(hi, n_tags) + 1)
-        dropped += (hi - lo + 1) - len(ids)
-        if not ids:
-            continue
-        selected.update(ids)
-        if group_budget > 0:
-            group_budget -= len(ids)
-            groups.append(list(ids))
-    return ParsedTags(tags=sorted(selected), groups=groups, dropped_out_of_range=dropped, truncated_ranges=truncated)
 
 
 def format_tags(tags: Iterable[int], *, prefix: str = TAG_ONLY_PREFIX + " ", max_run: int = 256) -> str:

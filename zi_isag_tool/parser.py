@@ -189,7 +189,7 @@ def _parse_canonical(text: str, n_tags: int, max_range: int) -> ParsedTags:
     pairs = _CANON_GROUP_RE.findall(text)
     if not pairs:  # "[]": an explicit empty list
         return ParsedTags(none=True)
-    ranges = ((int(first), int(last or first), group) for group, (first, last) in enumerate(pairs))
+    ranges = [(int(first), int(last or first), group) for group, (first, last) in enumerate(pairs)]
     return _select(ranges, n_tags, max_range)
 
 
@@ -201,6 +201,7 @@ def _select(ranges: Iterable[tuple[int, int, int]], n_tags: int, max_range: int)
     groups: dict[int, list[int]] = {}
     group_budget = _MAX_GROUP_ITEMS
     seen_ranges: set[tuple[int, int]] = set()
+    shared_groups = False  # a group fed by several ranges may list an id twice
     for lo, hi, group in ranges:
         if lo > hi:
             lo, hi = hi, lo
@@ -211,7 +212,9 @@ def _select(ranges: Iterable[tuple[int, int, int]], n_tags: int, max_range: int)
             selected.add(lo)
             if group_budget > 0:
                 group_budget -= 1
-                groups.setdefault(group, []).append(lo)
+                members = groups.setdefault(group, [])
+                shared_groups = shared_groups or bool(members)
+                members.append(lo)
             continue
         if hi - lo + 1 > max_range:
             truncated += 1
@@ -224,10 +227,12 @@ def _select(ranges: Iterable[tuple[int, int, int]], n_tags: int, max_range: int)
         selected.update(ids)
         if group_budget > 0:  # ``groups`` is for information: bounded work on adversarial answers
             group_budget -= len(ids)
-            groups.setdefault(group, []).extend(ids)
+            members = groups.setdefault(group, [])
+            shared_groups = shared_groups or bool(members)
+            members.extend(ids)
     return ParsedTags(
         tags=sorted(selected),
-        groups=[list(dict.fromkeys(g)) for g in groups.values()],
+        groups=[list(dict.fromkeys(g)) for g in groups.values()] if shared_groups else list(groups.values()),
         dropped_out_of_range=dropped,
         truncated_ranges=truncated,
     )

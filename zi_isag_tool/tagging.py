@@ -376,12 +376,13 @@ def _pack(
     else:
         views = list(map(tuple, map(segments.__getitem__, runs)))
     _markup(max(map(operator.sub, ends, starts)))  # grown once, not per window
+    plain_tuple = tuple(plain)  # a tuple's slices are tuples: one copy per window, not two
     return _make_windows(
         document_index,
         [s + 1 for s in starts],
         views,
         list(map(_tagged_text, map(prompt.__getitem__, runs))),
-        list(map(tuple, map(plain.__getitem__, runs))),
+        list(map(plain_tuple.__getitem__, runs)),
     )
 
 

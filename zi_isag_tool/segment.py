@@ -18,14 +18,13 @@ the matches (C, not a Python loop); Python only looks at the rare matches that n
 from __future__ import annotations
 
 import bisect
-import collections
-import dataclasses
 import itertools
 import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, overload
+from collections.abc import Iterator, Sequence
+from typing import overload
 
+from ._slots import build_from_columns, dataclass_slot_setters
 from .errors import ConfigError
 from .types import Segment, SegmentKind
 
@@ -230,21 +229,7 @@ def _sentence_cuts(text: str) -> list[int]:
     return cuts
 
 
-def _fields_only(cls: type) -> bool:
-    """Whether ``cls.__init__`` only stores its fields: a slots dataclass with no ``__post_init__``."""
-    names = tuple(f.name for f in dataclasses.fields(cls))
-    return (
-        names == ("start", "end", "kind")
-        and set(names) <= set(getattr(cls, "__slots__", ()))
-        and not hasattr(cls, "__post_init__")
-        and cls.__new__ is object.__new__
-    )
-
-
-_FAST_SEGMENTS = _fields_only(Segment)
-if _FAST_SEGMENTS:
-    _SET_START, _SET_END, _SET_KIND = (getattr(Segment, name).__set__ for name in ("start", "end", "kind"))
-_consume: Callable[[Iterable[object]], None] = collections.deque[object](maxlen=0).extend
+_SEGMENT_SETTERS = dataclass_slot_setters(Segment, ("start", "end", "kind"))
 _SENTENCE: SegmentKind = "sentence"
 
 
@@ -255,14 +240,12 @@ def make_segments(
 
     A document has 10^4 segments or more, and the dataclass ``__init__`` (a Python function storing
     three fields through ``object.__setattr__``) is then a large share of the time: when that is all
-    it does, the same objects are built with the slot setters called from C, about twice as fast."""
-    if not _FAST_SEGMENTS:
+    it does, the same objects are built with the slot setters called from C (``_slots``)."""
+    if _SEGMENT_SETTERS is None:
         return list(map(Segment, starts, ends, kinds or itertools.repeat(_SENTENCE)))
-    segs = list(map(object.__new__, itertools.repeat(Segment, len(starts))))
-    _consume(map(_SET_START, segs, starts))
-    _consume(map(_SET_END, segs, ends))
-    _consume(map(_SET_KIND, segs, kinds or itertools.repeat("sentence")))
-    return segs
+    return build_from_columns(
+        Segment, _SEGMENT_SETTERS, (starts, ends, kinds or itertools.repeat(_SENTENCE)), len(starts)
+    )
 
 
 class SegmentView(Sequence[Segment]):
@@ -316,11 +299,8 @@ class SegmentView(Sequence[Segment]):
         n = len(los)
         rep = itertools.repeat
         # Documents have hundreds of windows: set the slots from C rather than run __init__ per view.
-        views = list(map(object.__new__, rep(SegmentView, n)))
-        fields: tuple[Iterable[Any], ...] = (rep(self._starts, n), rep(self._ends, n), rep(self._kinds, n), los, his)
-        for setter, values in zip(_VIEW_SETTERS, fields, strict=True):
-            _consume(map(setter, views, values))
-        return views
+        columns = (rep(self._starts, n), rep(self._ends, n), rep(self._kinds, n), los, his)
+        return build_from_columns(SegmentView, _VIEW_SETTERS, columns, n)
 
     def _segment(self, i: int) -> Segment:
         return Segment(self._starts[i], self._ends[i], "sentence" if self._kinds is None else self._kinds[i])

@@ -26,16 +26,15 @@
 from __future__ import annotations
 
 import bisect
-import collections
-import dataclasses
 import itertools
 import logging
 import operator
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from ._slots import build_from_columns, dataclass_slot_setters
 from .errors import ConfigError, InputError
 from .segment import SegmentView, _rare_matches, segment_bounds, split_segment
 from .tokens import TokenCounter
@@ -56,7 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_consume = collections.deque[object](maxlen=0).extend
 
 # --- Tag look-alikes --------------------------------------------------------------------------
 # The parser NFKC-normalises an answer, then reads "T" or "t", a hyphen or dash, and digits, with or
@@ -386,19 +384,8 @@ def _pack(
     )
 
 
-def _slots_only(cls: type, names: tuple[str, ...]) -> bool:
-    """Whether ``cls.__init__`` only stores ``names``: a slots dataclass, no ``__post_init__``."""
-    return (
-        tuple(f.name for f in dataclasses.fields(cls)) == names
-        and set(names) <= set(getattr(cls, "__slots__", ()))
-        and not hasattr(cls, "__post_init__")
-        and cls.__new__ is object.__new__
-    )
-
-
 _WINDOW_FIELDS = ("document_index", "window_index", "first_tag", "segments", "tagged_text", "plain_texts")
-_FAST_WINDOWS = _slots_only(TaggedWindow, _WINDOW_FIELDS)
-_WINDOW_SETTERS = tuple(getattr(TaggedWindow, f).__set__ for f in _WINDOW_FIELDS) if _FAST_WINDOWS else ()
+_WINDOW_SETTERS = dataclass_slot_setters(TaggedWindow, _WINDOW_FIELDS)
 
 
 def _make_windows(
@@ -412,15 +399,10 @@ def _make_windows(
     through ``object.__setattr__``; when that is all it does, the slot setters called from C build
     the same objects faster."""
     n = len(first_tags)
-    if not _FAST_WINDOWS:
-        return list(
-            map(TaggedWindow, itertools.repeat(document_index, n), range(n), first_tags, segments, tagged, plains)
-        )
-    windows = list(map(object.__new__, itertools.repeat(TaggedWindow, n)))
-    fields: tuple[Iterable[Any], ...] = (itertools.repeat(document_index, n), range(n), first_tags, segments, tagged, plains)
-    for setter, values in zip(_WINDOW_SETTERS, fields, strict=True):
-        _consume(map(setter, windows, values))
-    return windows
+    columns = (itertools.repeat(document_index, n), range(n), first_tags, segments, tagged, plains)
+    if _WINDOW_SETTERS is None:
+        return list(map(TaggedWindow, *columns))
+    return build_from_columns(TaggedWindow, _WINDOW_SETTERS, columns, n)
 
 
 _seg_start = operator.attrgetter("start")

@@ -7,10 +7,11 @@ the eval loss, against the optimizer step; the learning rate on a second axis.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from zi_isag_tool.errors import InputError
+
+from .construct.records import read_jsonl
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
@@ -18,13 +19,7 @@ def read_metrics(path: Path) -> tuple[list[dict[str, float]], list[dict[str, flo
     if not path.is_file():
         raise InputError(f"no metrics file at {path}: give a run's output_dir (it holds metrics.jsonl)")
     train_rows, eval_rows = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+    for _, row in read_jsonl(path):  # raises InputError naming the bad line
         if "loss" in row:
             train_rows.append(row)
         elif "eval_loss" in row:

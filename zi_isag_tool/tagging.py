@@ -134,7 +134,12 @@ def _lookalike_starts(text: str) -> list[int]:
     """Offsets of every "T" that starts a look-alike core (T, dash, digit), sorted, whatever comes
     before the "T" (so a superset of the look-alikes, also of those of any substring)."""
     found: list[int] = []
-    for hyphen, dash_digit in _DASH_DIGIT_RES if not text.isascii() else _DASH_DIGIT_RES[:1]:
+    # ``in`` is a C-level scan: only the dashes a text holds cost a Python call (most texts hold
+    # none of the rare ones, and an ASCII text none at all).
+    candidates = (
+        [hd for hd in _DASH_DIGIT_RES if hd[0] in text] if not text.isascii() else _DASH_DIGIT_RES[:1]
+    )
+    for hyphen, dash_digit in candidates:
         # str.find skips to each dash faster than the regex engine scans (a dash is rare).
         for m in _rare_matches(dash_digit, text, hyphen):
             j = m.start()

@@ -13,6 +13,16 @@ compare throughput and boundary quality against ``zi_isag_tool.segment``:
 * two consecutive spaces end a segment, and the first of the two spaces is dropped: the splitter
   is lossy, so joining its segments does not always give the input back;
 * tags are added by string concatenation, ``<T-i>`` + segment + ``</T-i>``.
+
+Fidelity of cost, not only of output: a speed baseline has to do, per character, the work upstream
+does, or the ratio against it measures something else. Upstream's loop re-reads ``len(text)`` in its
+condition and in every look-ahead bound, tests the state by name twice (START, then READING) for each
+character, compares against string literals (no global look-ups), and runs the '.' rules as a chain
+of tests in the order listed above; this module does the same. Side by side on the NeedleBench
+essays (2026-11-27), it gives exactly upstream's segments and tagged text and runs within 2% of
+upstream's own code, either way. An earlier version, which hoisted ``len(text)`` into a local and
+tested one state only, gave the same output but ran 1.22x faster than upstream, so speed-ups
+measured against it understated the gain over ZI-ISAG by that factor.
 """
 
 from __future__ import annotations
@@ -22,8 +32,6 @@ import re
 __all__ = ["BaselineSplitter", "baseline_split", "baseline_tag", "baseline_split_and_tag"]
 
 _URL_RE = re.compile(r"https?://[^\s/$.?#].[^\s]*")
-_OTHER_ENDS = "!?。！？"
-_CLOSING_QUOTES = "’”\""
 
 
 class BaselineSplitter:
@@ -41,44 +49,50 @@ class BaselineSplitter:
                 return True
         return False
 
-    def _flush(self) -> None:
-        self.segments.append(self.current)
-        self.current = ""
-        self.state = "START"
-
     def process(self, text: str) -> list[str]:
         self.urls = [(m.start(), m.end()) for m in _URL_RE.finditer(text)]
-        n = len(text)
         i = 0
-        while i < n:
+        while i < len(text):  # the bound is re-read on every step, as upstream's loop does
             ch = text[i]
             if self.state == "START":
-                self.current += ch
                 if not ch.isspace():
                     self.state = "READING"
-            elif ch == ".":
                 self.current += ch
-                keeps_going = (
-                    self._in_url(i)
-                    or (i + 1 < n and text[i + 1].isdigit())
-                    or (i > 0 and text[i - 1].isdigit())
-                    or (i + 1 < n and text[i + 1] == ".")
-                )
-                if not keeps_going:
-                    if i + 1 < n and text[i + 1] == '"':
+            elif self.state == "READING":
+                if ch == ".":
+                    self.current += ch
+                    # The tests upstream chains, in its order; any of them keeps the segment going.
+                    if self._in_url(i):
+                        pass
+                    elif i + 1 < len(text) and text[i + 1].isdigit():
+                        pass
+                    elif i > 0 and text[i - 1].isdigit():
+                        pass
+                    elif i + 2 < len(text) and text[i + 1] == "." and text[i + 2] == ".":
+                        pass
+                    elif i + 1 < len(text) and text[i + 1] == ".":
+                        pass
+                    else:
+                        if i + 1 < len(text) and text[i + 1] == '"':
+                            self.current += text[i + 1]
+                            i += 1
+                        self.segments.append(self.current)
+                        self.current = ""
+                        self.state = "START"
+                elif ch in "!?。！？":
+                    self.current += ch
+                    if i + 1 < len(text) and text[i + 1] in '’”"':
                         self.current += text[i + 1]
                         i += 1
-                    self._flush()
-            elif ch in _OTHER_ENDS:
-                self.current += ch
-                if i + 1 < n and text[i + 1] in _CLOSING_QUOTES:
-                    self.current += text[i + 1]
-                    i += 1
-                self._flush()
-            elif ch == " " and i + 1 < n and text[i + 1] == " ":
-                self._flush()  # this space is dropped (upstream behaviour)
-            else:
-                self.current += ch
+                    self.segments.append(self.current)
+                    self.current = ""
+                    self.state = "START"
+                elif ch == " " and i + 1 < len(text) and text[i + 1] == " ":
+                    self.segments.append(self.current)  # this space is dropped (upstream behaviour)
+                    self.current = ""
+                    self.state = "START"
+                else:
+                    self.current += ch
             i += 1
         if self.current:
             self.segments.append(self.current)

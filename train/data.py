@@ -196,10 +196,11 @@ def single_batches(examples: Sequence[Example]) -> list[Batch]:
 def pack_examples(examples: Sequence[Example], max_seq_length: int, *, seed: int = 0) -> list[Batch]:
     """Padding-free packing: first-fit-decreasing bins of at most ``max_seq_length`` tokens.
 
-    Position ids restart at 0 for every example; with no attention mask, transformers derives a
-    block-diagonal causal mask from them (``find_packed_sequence_indices``), so examples never
-    attend to each other. The first label of each example is the prompt's, so no loss crosses
-    a boundary either.
+    Position ids restart at 0 for every example. The trainer turns them into a block-diagonal
+    causal mask (``sft.packed_attention_mask``), since sdpa and eager attention ignore restarting
+    position ids; flash-attention reads them as boundaries itself. So examples never attend to
+    each other, and as the first label of each example is the prompt's, no loss crosses a
+    boundary either.
     """
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]))
     bins: list[list[int]] = []

@@ -89,6 +89,7 @@ def texts(text: str, **kw: int) -> list[str]:
         ("Acme Inc. Is big. Acme Ltd. Too.", ["Acme Inc. Is big.", " Acme Ltd. Too."]),
         ("The U.S. Army won. Ok.", ["The U.S. Army won.", " Ok."]),
         ("J. K. Rowling wrote it. Yes.", ["J. K. Rowling wrote it.", " Yes."]),
+        ("A COP of 3.5 at 8 °C. At -15 °F. It drops.", ["A COP of 3.5 at 8 °C.", " At -15 °F.", " It drops."]),
         ("See No. 5 and Fig. 3 here. Ok.", ["See No. 5 and Fig. 3 here.", " Ok."]),
         ("The answer is no. We left.", ["The answer is no.", " We left."]),
         ("a sentence. then lowercase.", ["a sentence. then lowercase."]),

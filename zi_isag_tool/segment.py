@@ -105,7 +105,9 @@ def _abbreviation_lookbehinds(min_len: int = 0) -> str:
     # ``\b`` first: inside a longer word it fails at once, before any letter is compared.
     parts = [rf"(?<!\b{_caseless_trie(v)}\.)" for n, v in sorted(by_len.items()) if n >= min_len]
     if min_len == 0:
-        parts.append(r"(?<!\b[A-Z]\.)")  # an initial: "J. K. Rowling"
+        # An initial ("J. K. Rowling"), but not a temperature unit ("at 8 °C. At -15 °C..."): after "°"
+        # a capital is a unit, and a sentence can end on it.
+        parts.append(r"(?:(?<=°[A-Z]\.)|(?<!\b[A-Z]\.))")
         parts.append(r"(?<![A-Za-z]\.[A-Za-z]\.)")  # a dotted initialism: "e.g.", "U.S.", "Ph.D."
     return "".join(parts)
 

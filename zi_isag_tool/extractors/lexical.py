@@ -15,7 +15,7 @@ import numpy as np
 from ..tokens import default_counter
 from ..types import TaggedWindow, WindowSelection
 from .base import SyncExtractor
-from .selection import BM25_RULE, SelectionRule, build_selection, is_scorable, select_by_document
+from .selection import BM25_RULE, SelectionRule, build_selection, is_scorable, per_window, select_by_document
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -112,12 +112,7 @@ class BM25Extractor(SyncExtractor):
 
     def window_scores(self, query: str, windows: Sequence[TaggedWindow]) -> list[np.ndarray]:
         flat = [text for w in windows for text in w.plain_texts]
-        raw = bm25_scores(query, flat, k1=self.k1, b=self.b)
-        out, start = [], 0
-        for w in windows:
-            out.append(raw[start : start + w.n_tags])
-            start += w.n_tags
-        return out
+        return per_window(bm25_scores(query, flat, k1=self.k1, b=self.b), windows)
 
     def extract(self, query: str, windows: Sequence[TaggedWindow]) -> list[WindowSelection]:
         if not windows:

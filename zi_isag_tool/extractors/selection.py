@@ -84,6 +84,12 @@ def is_scorable(text: str) -> bool:
     return bool(_HAS_WORD.search(text))
 
 
+def per_window(flat: np.ndarray, windows: Sequence[TaggedWindow]) -> list[np.ndarray]:
+    """``flat`` (one score per segment of the call, windows in order) as one array per window (views)."""
+    bounds = np.cumsum([0, *(w.n_tags for w in windows)])
+    return [flat[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+
+
 def document_pools(windows: Sequence[TaggedWindow]) -> list[list[tuple[int, int]]]:
     """Group the call's segments by document, in reading order: ``[(window_pos, tag), ...]`` per document.
 
@@ -140,13 +146,13 @@ def build_selection(
 
 
 # --- calibrated constants -------------------------------------------------------------------------
-# Obtained by `python -m evals.calibrate_embedding` (report: runs/calibration/report.md): a grid search
+# Obtained by `python -m evals.calibrate_embedding` (report: docs/results/calibration.md): a grid search
 # maximising tag F1 + negative exact match (kept tokens <= 15%) on the calibration split (the
 # NeedleBench multi-hop items with evals.needlebench.split_of(id) == "calib", as needles in Paul Graham
 # essay haystacks of 1k-12k tokens, each with a no-answer twin), ties broken towards the tightest
 # margin, the weakest z test and the smallest cap. Held-out multi-hop split (3,248 items): embedding
-# F1 0.866 / negative EM 0.975, bm25 0.871 / 0.944, both keeping ~0.5% of the content tokens (fixed
-# top-2 with MiniLM: F1 0.899, negative EM 0).
+# F1 0.866 / negative EM 0.975, bm25 0.871 / 0.944, hybrid 0.915 / 0.988, all keeping ~0.5% of the
+# content tokens (fixed top-2 with MiniLM: F1 0.899, negative EM 0).
 CONTEXT_WEIGHT = 0.0
 """Neighbour context (0.1-0.5 tried) lowered F1 on needles, which have no related neighbours by
 construction; FACTS.md reports it helping on HotpotQA paragraphs: worth re-checking on such data."""
@@ -154,3 +160,7 @@ EMBEDDING_RULE = SelectionRule(floor=0.38, margin=0.4, cap=3)
 """Cosine at least 0.38 and within 0.4 of the document's best, at most 3 segments per document."""
 BM25_RULE = SelectionRule(floor=0.15, margin=0.5, cap=3)
 """On IDF-normalised BM25: at least 15% of the query's weight matched, within 0.5 of the best."""
+HYBRID_WEIGHT = 0.5
+"""Share of the MiniLM cosine in the ``hybrid`` score; the rest is BM25 as above (capped at 1)."""
+HYBRID_RULE = SelectionRule(floor=0.25, margin=0.5, cap=4)
+"""On the hybrid score: at least 0.25 and within 0.5 of the document's best, at most 4 segments."""

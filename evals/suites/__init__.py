@@ -25,7 +25,7 @@ from zi_isag_tool.tagging import tag_document, windows_from_texts
 from zi_isag_tool.tokens import TokenCounter, default_counter
 from zi_isag_tool.types import Document, TaggedWindow, WindowSelection
 
-from ..extractors import ExtractorPool, counter_of
+from ..extractors import DEFAULT_EXTRACTORS, ExtractorPool, counter_of
 from ..loaders import EvalItem
 from ..needlebench import DEFAULT_DEPTHS, DEFAULT_LENGTHS, NeedleBench, gold_tags
 from ..scoring import ItemScore, aggregate, group_runs
@@ -57,7 +57,7 @@ class EvalConfig:
     """Everything a run depends on (written into results.json as ``settings``)."""
 
     suite: str = "all"
-    extractors: list[str] = field(default_factory=lambda: ["full", "lead", "bm25", "embedding"])
+    extractors: list[str] = field(default_factory=lambda: list(DEFAULT_EXTRACTORS))
     data: str | None = None
     format: str = "needlebench"
     limit: int | None = None

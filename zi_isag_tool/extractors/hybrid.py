@@ -27,11 +27,16 @@ if TYPE_CHECKING:
 __all__ = ["HybridExtractor", "hybrid_scores"]
 
 
+def _checked_weight(weight: float) -> float:
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be within [0, 1], got {weight}")
+    return weight
+
+
 def hybrid_scores(cosine: np.ndarray, bm25: np.ndarray, weight: float = HYBRID_WEIGHT) -> np.ndarray:
     """``weight * cosine + (1 - weight) * min(bm25, 1)``, NaN where a segment has no words (both
     scorers agree on which those are)."""
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"weight must be within [0, 1], got {weight}")
+    weight = _checked_weight(weight)
     return weight * np.asarray(cosine, dtype=np.float64) + (1.0 - weight) * np.minimum(bm25, 1.0)
 
 
@@ -58,8 +63,7 @@ class HybridExtractor(EmbeddingExtractor):
         super().__init__(
             device=device, window_tokens=window_tokens, rule=rule, context_weight=0.0, batch_size=batch_size
         )
-        hybrid_scores(np.zeros(0), np.zeros(0), weight)  # validates the weight now, not at the first call
-        self.weight = weight
+        self.weight = _checked_weight(weight)
         self.k1 = k1
         self.b = b
 

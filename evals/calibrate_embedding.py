@@ -34,6 +34,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -309,6 +310,18 @@ def fit(stack: Stack, floors, margins) -> tuple[SelectionRule, dict[str, float]]
     return rule, met
 
 
+def fit_each(
+    label: str, grid: Sequence[float], stack_for: Callable[[float], Stack], floors, margins
+) -> dict[float, tuple[SelectionRule, dict[str, float]]]:
+    """``fit`` for each value of a scorer parameter fitted with the rule (printing each result)."""
+    fits = {}
+    for value in grid:
+        rule, met = fit(stack_for(value), floors, margins)
+        fits[value] = (rule, met)
+        print(f"{label} {value}: {rule} -> {json.dumps({k: round(v, 3) for k, v in met.items()})}")
+    return fits
+
+
 # --- main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
@@ -372,24 +385,23 @@ def main(argv: list[str] | None = None) -> int:
         "items": {k: len(v) for k, v in splits.items()},
     }
     # Embedding: the context weight and the rule together.
-    fits = {}
-    for ctx in GRID_CONTEXT:
-        rule, met = fit(stack(raw_emb, calib, ctx), GRID_FLOOR_EMB, GRID_MARGIN_EMB)
-        fits[ctx] = (rule, met)
-        print(f"context {ctx}: {rule} -> {json.dumps({k: round(v, 3) for k, v in met.items()})}")
+    fits = fit_each(
+        "context", GRID_CONTEXT, lambda ctx: stack(raw_emb, calib, ctx), GRID_FLOOR_EMB, GRID_MARGIN_EMB
+    )
     ctx_best = max(fits, key=lambda c: objective(fits[c][1]))
     emb_rule = fits[ctx_best][0]
     bm25_rule, _ = fit(stack(raw_bm25, calib), GRID_FLOOR_BM25, GRID_MARGIN_BM25)
     # Hybrid: the cosine's weight and the rule together.
-    hybrid_fits = {}
-    for weight in GRID_HYBRID_WEIGHT:
-        raw = [hybrid_scores(e, b, weight) for e, b in zip(raw_emb, raw_bm25, strict=True)]
-        rule, met = fit(stack(raw, calib), GRID_FLOOR_HYBRID, GRID_MARGIN_HYBRID)
-        hybrid_fits[weight] = (rule, met)
-        print(f"hybrid weight {weight}: {rule} -> {json.dumps({k: round(v, 3) for k, v in met.items()})}")
+    raw_by_weight = {
+        w: [hybrid_scores(e, b, w) for e, b in zip(raw_emb, raw_bm25, strict=True)] for w in GRID_HYBRID_WEIGHT
+    }
+    hybrid_fits = fit_each(
+        "hybrid weight", GRID_HYBRID_WEIGHT, lambda w: stack(raw_by_weight[w], calib),
+        GRID_FLOOR_HYBRID, GRID_MARGIN_HYBRID,
+    )
     hybrid_weight = max(hybrid_fits, key=lambda w: objective(hybrid_fits[w][1]))
     hybrid_rule = hybrid_fits[hybrid_weight][0]
-    raw_hybrid = [hybrid_scores(e, b, hybrid_weight) for e, b in zip(raw_emb, raw_bm25, strict=True)]
+    raw_hybrid = raw_by_weight[hybrid_weight]
 
     table_rows: dict[str, dict[str, dict[str, float]]] = {}
     for split, sel in splits.items():

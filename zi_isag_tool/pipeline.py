@@ -48,7 +48,8 @@ class Pipeline:
             environment when ``settings`` is None), e.g. ``Pipeline(extractor="bm25", max_tokens=800)``.
         extractor: an already built ``Extractor`` to use instead of the one named in settings.
         search: a ``SearchBackend`` (or several, merged by reciprocal-rank fusion) to use when no
-            sources are given; by default the backends named in ``settings.search`` (Tavily).
+            sources are given, or backend names (``"searxng"``, ``"tavily,searxng"``); by default the
+            backends named in ``settings.search`` (Tavily).
         fetcher: a long-lived ``Fetcher`` (e.g. one per server); by default one is opened per call.
 
     The extractor is loaded once, on first use, and reused by every call.
@@ -59,13 +60,16 @@ class Pipeline:
         settings: Settings | None = None,
         *,
         extractor: Extractor | str | None = None,
-        search: SearchBackend | Sequence[SearchBackend] | None = None,
+        search: SearchBackend | Sequence[SearchBackend] | str | None = None,
         fetcher: Fetcher | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(extractor, str):
             overrides["extractor"] = extractor
             extractor = None
+        if isinstance(search, str):  # backend names ("searxng", "tavily,searxng"): a settings override
+            overrides["search"] = search
+            search = None
         if settings is None:
             settings = Settings(**overrides)
         elif overrides:

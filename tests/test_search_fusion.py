@@ -183,7 +183,7 @@ async def test_a_backend_without_its_key_is_a_warning(pages: PageServer, monkeyp
     with _Both(pages) as both:
         result = await both.pipeline(tavily_api_key=None).arun(QUERY, max_results=1)
         assert len(result.sources) == 1 and result.sources[0].status == "ok"
-        assert result.warnings[0].startswith("search backend tavily is not configured: No Tavily API key")
+        assert result.warnings == ["search backend tavily is not configured: No Tavily API key, so Tavily cannot search"]
         # Alone, the backend's own error stands: the CLI and the MCP server explain it.
         with pytest.raises(MissingApiKeyError, match="ZI_ISAG_SEARXNG_URL"):
             await both.pipeline(search="tavily", tavily_api_key=None).arun(QUERY)

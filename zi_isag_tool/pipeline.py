@@ -225,7 +225,7 @@ class Pipeline:
         from .web.search import SearchHits
 
         backends = self._search_backends()
-        warnings = [f"search backend {b.name} is not configured: {b.error}" for b in backends if b.error]
+        warnings = [f"search backend {b.name} is not configured: {b.reason}" for b in backends if b.error]
         live = [b for b in backends if b.backend is not None]
         done = 0
         await _report(progress, "search", 0, len(live))

@@ -28,6 +28,11 @@ class NamedBackend:
     backend: SearchBackend | None
     error: SearchError | None = None
 
+    @property
+    def reason(self) -> str:
+        """Why it cannot run, in one sentence (the error's first; the rest is the how-to)."""
+        return str(self.error).split(". ", 1)[0] if self.error else ""
+
 
 def build_backends(settings: Settings) -> list[NamedBackend]:
     """The backends named in ``settings.search``, in order; one that lacks its key or URL carries the error.
@@ -47,12 +52,8 @@ def build_backends(settings: Settings) -> list[NamedBackend]:
             raise built[0].error
         raise SearchNotConfiguredError(
             f"None of the search backends {settings.search} can run: "
-            + "; ".join(f"{b.name}: {_first_sentence(b.error)}" for b in built)
+            + "; ".join(f"{b.name}: {b.reason}" for b in built)
             + ". "
             + SEARCH_HELP
         )
     return built
-
-
-def _first_sentence(error: Exception | None) -> str:
-    return str(error).split(". ", 1)[0] if error else "unknown error"

@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m evals needle --extractor bm25,embedding --out runs/needle
+    python -m evals needle --extractor bm25 embedding --out runs/needle
     python -m evals query --format hotpotqa --out runs/hotpot    # the 100 bundled dev items, plus negatives
     python -m evals query --format hotpotqa --data hotpot_dev_distractor_v1.json --limit 200 --out runs/hotpot
     python -m evals query --format needlebench --limit 200 --extractor bm25 --extractor embedding
@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"which benchmark to run: {', '.join(SUITES)} or all (several: comma-separated, e.g. query,savings)",
     )
     parser.add_argument(
-        "--extractor", "-e", action="append", metavar="SPEC",
+        "--extractor", "-e", action="extend", nargs="+", metavar="SPEC",
         help="extractor(s) to compare: full, lead, bm25, embedding, smollm2, transformers:PATH, openai:MODEL; "
-        f"repeatable and/or comma-separated (default: {','.join(DEFAULT_EXTRACTORS)})",
+        "space- or comma-separated (--extractor bm25 embedding, --extractor bm25,embedding), repeatable "
+        f"(default: {','.join(DEFAULT_EXTRACTORS)})",
     )
     parser.add_argument("--data", default=None, help="data file or folder (default: the format's data bundled in zi_isag_tool/datasets)")
     parser.add_argument("--format", choices=FORMATS, default="needlebench", help="query/savings input format (default: needlebench)")

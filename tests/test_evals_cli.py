@@ -56,7 +56,7 @@ def test_query_hotpotqa_with_embedding(tmp_path: Path) -> None:
     out = tmp_path / "query"
     results = _evals(
         "query", "--format", "hotpotqa", "--data", str(FIXTURES / "hotpotqa_mini.json"),
-        "--extractor", "full,embedding", "--negatives", "0.4", "--out", str(out),
+        "--extractor", "full", "embedding", "--negatives", "0.4", "--out", str(out),
     )
     suite = results["suites"]["query"]
     assert set(suite) == {"full", "embedding"}
@@ -113,6 +113,17 @@ def test_parser_and_config() -> None:
     assert cfg.extractors == ["bm25", "lead", "full"]
     assert cfg.lengths == [1000, 2000] and cfg.depths == [0.0, 100.0] and cfg.limit == 5
     assert split_specs(["a, b", "a", ""]) == ["a", "b"]
+    # Space-separated (as argparse users type it), comma-separated, repeated, mixed: all the same list.
+    for argv in (
+        ["query", "--extractor", "bm25", "lead", "full"],
+        ["query", "--extractor", "bm25,lead,full"],
+        ["query", "-e", "bm25", "-e", "lead,full", "--limit", "2"],
+        ["--extractor", "bm25", "lead", "--extractor", "full", "--", "query"],
+        ["query", "--extractor", "bm25", "lead,full", "--out", "runs/x"],
+    ):
+        assert config_from_args(build_parser().parse_args(argv)).extractors == ["bm25", "lead", "full"], argv
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["query", "--extractor"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["query", "--depths", "120"])
     with pytest.raises(SystemExit):

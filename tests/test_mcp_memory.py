@@ -83,7 +83,7 @@ async def test_call_returns_structured_passages_text_and_progress(server: Any, p
         )
     assert not result.is_error
     data = result.structured_content
-    assert data is not None and set(data) == {"query", "passages", "sources", "tokens"}
+    assert data is not None and set(data) == {"query", "passages", "sources", "tokens", "passages_left_out", "warnings"}
     assert data["query"] == DEMO_QUERY
     assert [s["status"] for s in data["sources"]] == ["ok"] * 3
     assert data["passages"] and all(set(p) == {"source", "title", "tags", "start", "end", "text"} for p in data["passages"])

@@ -10,6 +10,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from fixtures.extractors import pinned_embedding
+from fixtures.web.web_servers import LocalServer, SearXNGStub, searxng_result
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
@@ -19,18 +21,11 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
-from zi_isag_tool import InputError, MissingApiKeyError, ZiIsagRetriever
+from evals.bench_adapters import PageServer
+from zi_isag_tool import InputError, MissingApiKeyError, Settings, ZiIsagRetriever
 from zi_isag_tool.cli import DEMO_QUERY, example_sources
-from zi_isag_tool.extractors.embedding import EmbeddingExtractor
-from zi_isag_tool.extractors.selection import SelectionRule
 
 pytestmark = pytest.mark.slow
-
-
-def pinned_embedding() -> EmbeddingExtractor:
-    """The embedded MiniLM extractor with fixed selection thresholds (these tests check the adapter,
-    not the calibration of the default rule); the model itself is loaded once per process."""
-    return EmbeddingExtractor(rule=SelectionRule(floor=0.3, margin=0.25, cap=5))
 
 EMBEDDED = pinned_embedding()
 
@@ -174,3 +169,20 @@ async def test_async_errors_fire_on_retriever_error_and_propagate(monkeypatch: p
     with pytest.raises(MissingApiKeyError, match="TAVILY_API_KEY"):
         await searching.ainvoke(DEMO_QUERY, config={"callbacks": [handler]})
     assert len(handler.errors) == 1 and isinstance(handler.errors[0], MissingApiKeyError)
+
+
+def test_searches_searxng_by_name_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAVILY_API_KEY", raising=False)
+    monkeypatch.delenv("ZI_ISAG_TAVILY_API_KEY", raising=False)
+    with PageServer() as pages:
+        stub = SearXNGStub([searxng_result(url, url.rsplit("/", 1)[-1], ["duckduckgo"], 1.0) for url in pages.urls])
+        with LocalServer({"/search": stub.route}) as searxng:
+            r = ZiIsagRetriever(
+                extractor="bm25", search="searxng", searxng_url=searxng.url(""), max_results=2,
+                settings=Settings(allow_private_networks=True), k=None,
+            )
+            assert (r.pipeline.settings.search, r.pipeline.settings.searxng_url) == ("searxng", searxng.url(""))
+            docs = r.invoke(DEMO_QUERY)
+    assert docs and {d.metadata["source"] for d in docs} <= set(pages.urls[:2])
+    both = ZiIsagRetriever(extractor="bm25", search="tavily,searxng", searxng_url="http://127.0.0.1:9")
+    assert both.pipeline.settings.search_names == ["tavily", "searxng"]

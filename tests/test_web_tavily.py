@@ -48,6 +48,7 @@ async def test_results_with_and_without_raw_content(tavily: tuple[LocalServer, T
             content="A short snippet.",
             raw_content="# Raw page\n\nThe full page text from Tavily.",
             score=0.91,
+            engines=("tavily",),
         ),
         SearchHit(
             url="https://example.org/plain",
@@ -55,6 +56,8 @@ async def test_results_with_and_without_raw_content(tavily: tuple[LocalServer, T
             content="Another snippet.",
             raw_content=None,
             score=0.5,
+            engines=("tavily",),
+            published="Sun, 30 Nov 2026 08:00:00 GMT",
         ),
     ]
     body = stub.bodies[-1]

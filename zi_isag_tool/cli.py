@@ -34,10 +34,19 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(extract)
     extract.add_argument(
         "--source", "-s", action="append", default=[], metavar="URL_OR_PATH",
-        help="an http(s) URL or a local .html/.md/.txt/.pdf file (repeatable); without it, search with Tavily",
+        help="an http(s) URL or a local .html/.md/.txt/.pdf file (repeatable); without it, search the web",
     )
     extract.add_argument("--max-results", type=int, default=None, metavar="N", help="search results to read (1-20)")
+    extract.add_argument(
+        "--search", default=None, metavar="NAME[,NAME]",
+        help="search backend(s): tavily, searxng, or both comma-separated, merged by rank fusion "
+        "(default: $ZI_ISAG_SEARCH or tavily)",
+    )
     extract.add_argument("--tavily-api-key", default=None, help="Tavily key (default: $TAVILY_API_KEY)")
+    extract.add_argument(
+        "--searxng-url", default=None, metavar="URL",
+        help="a SearXNG instance with its JSON format on (default: $ZI_ISAG_SEARXNG_URL)",
+    )
 
     demo = sub.add_parser("demo", help="run an offline extraction on the bundled example pages")
     demo.add_argument("query", nargs="?", default=DEMO_QUERY)
@@ -65,9 +74,15 @@ def render_text(result: Result) -> str:
         lines.append("")
     if not result.passages:
         lines.append("No relevant passage found.\n")
+    if result.passages_left_out:
+        lines.append(
+            f"… {result.passages_left_out} more selected passage(s) did not fit the token budget (left out or "
+            "cut short); call again with a larger max_tokens to get them.\n"
+        )
     for s in result.sources:
         if s.status != "ok" or s.error:
             lines.append(f"! {s.source}: {s.status}" + (f" ({s.error})" if s.error else ""))
+    lines.extend(f"! {warning}" for warning in result.warnings)
     t = result.tokens
     ratio = f"{t.kept / t.content:.1%}" if t.content else "n/a"
     lines.append(
@@ -89,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {}
     if args.extractor:
         overrides["extractor"] = args.extractor
-    if getattr(args, "tavily_api_key", None):
-        overrides["tavily_api_key"] = args.tavily_api_key
+    for option in ("search", "tavily_api_key", "searxng_url"):
+        if getattr(args, option, None):
+            overrides[option] = getattr(args, option)
     if getattr(args, "max_results", None):
         overrides["max_results"] = args.max_results
     sources = example_sources() if args.command == "demo" else args.source

@@ -22,8 +22,9 @@ from .tokens import TokenCounter, default_counter
 from .types import Document, Result, SourceResult, TaggedWindow, TokenUsage, WindowSelection
 
 if TYPE_CHECKING:
+    from .web.backends import NamedBackend
     from .web.fetch import Fetcher
-    from .web.search import SearchBackend
+    from .web.search import SearchBackend, SearchHit
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ class Pipeline:
         settings: a ``Settings``; keyword ``overrides`` are applied on top of it (or of the
             environment when ``settings`` is None), e.g. ``Pipeline(extractor="bm25", max_tokens=800)``.
         extractor: an already built ``Extractor`` to use instead of the one named in settings.
-        search: a ``SearchBackend`` to use when no sources are given (default: Tavily from settings).
+        search: a ``SearchBackend`` (or several, merged by reciprocal-rank fusion) to use when no
+            sources are given, or backend names (``"searxng"``, ``"tavily,searxng"``); by default the
+            backends named in ``settings.search`` (Tavily).
         fetcher: a long-lived ``Fetcher`` (e.g. one per server); by default one is opened per call.
 
     The extractor is loaded once, on first use, and reused by every call.
@@ -57,13 +60,16 @@ class Pipeline:
         settings: Settings | None = None,
         *,
         extractor: Extractor | str | None = None,
-        search: SearchBackend | None = None,
+        search: SearchBackend | Sequence[SearchBackend] | str | None = None,
         fetcher: Fetcher | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(extractor, str):
             overrides["extractor"] = extractor
             extractor = None
+        if isinstance(search, str):  # backend names ("searxng", "tavily,searxng"): a settings override
+            overrides["search"] = search
+            search = None
         if settings is None:
             settings = Settings(**overrides)
         elif overrides:
@@ -71,6 +77,7 @@ class Pipeline:
         self.settings = settings
         self._extractor = extractor
         self._search = search
+        self._backends: list[NamedBackend] | None = None
         self._fetcher = fetcher
         self._load_lock = threading.Lock()
 
@@ -112,8 +119,8 @@ class Pipeline:
     ) -> Result:
         """Search (when no ``sources``) or take the given URLs/paths, then extract passages for ``query``."""
         query = self._check_query(query)
-        documents, statuses = await self._gather(query, sources, max_results, progress)
-        return await self._extract(query, documents, statuses, max_tokens, max_passages, progress)
+        documents, statuses, warnings = await self._gather(query, sources, max_results, progress)
+        return await self._extract(query, documents, statuses, max_tokens, max_passages, progress, warnings)
 
     async def aextract_documents(
         self,
@@ -127,7 +134,7 @@ class Pipeline:
         """Extract from documents the caller already has (no search, no fetch)."""
         query = self._check_query(query)
         statuses = [SourceResult(d.source, "ok", title=d.title) for d in documents]
-        return await self._extract(query, list(documents), statuses, max_tokens, max_passages, progress)
+        return await self._extract(query, list(documents), statuses, max_tokens, max_passages, progress, [])
 
     # --- stages ------------------------------------------------------------------------------
     def _check_query(self, query: str) -> str:
@@ -146,12 +153,13 @@ class Pipeline:
         sources: Sequence[str] | None,
         max_results: int | None,
         progress: ProgressCallback | None,
-    ) -> tuple[list[Document], list[SourceResult]]:
+    ) -> tuple[list[Document], list[SourceResult], list[str]]:
         given = dedupe(sources or [])
         ready: dict[str, Document] = {}
         titles: dict[str, str] = {}
+        warnings: list[str] = []
         if not given:
-            hits = await self._searched(query, max_results or self.settings.max_results, progress)
+            hits, warnings = await self._searched(query, max_results or self.settings.max_results, progress)
             given = dedupe([hit.url for hit in hits])
             for hit in hits:
                 titles.setdefault(hit.url, hit.title)
@@ -188,16 +196,74 @@ class Pipeline:
             statuses.append(status)
             if loaded is not None:
                 documents.append(loaded)
-        return documents, statuses
+        return documents, statuses, warnings
 
-    async def _searched(self, query: str, max_results: int, progress: ProgressCallback | None) -> list[Any]:
-        from .web.search import TavilySearch
+    def _search_backends(self) -> list[NamedBackend]:
+        """The backends to search with, built once (those given, or those named in settings)."""
+        from .web.backends import NamedBackend, build_backends
 
-        await _report(progress, "search", 0, 1)
-        backend = self._search or TavilySearch.from_settings(self.settings)
-        hits = await backend.search(query, max_results=max_results)
-        await _report(progress, "search", 1, 1)
-        return list(hits)
+        if self._backends is None:
+            if self._search is None:
+                self._backends = build_backends(self.settings)
+            else:
+                given = list(self._search) if isinstance(self._search, Sequence) else [self._search]
+                self._backends = [
+                    NamedBackend(str(getattr(b, "name", None) or type(b).__name__), b) for b in given
+                ]
+        return self._backends
+
+    async def _searched(
+        self, query: str, max_results: int, progress: ProgressCallback | None
+    ) -> tuple[list[SearchHit], list[str]]:
+        """Every backend at once; one ranking (reciprocal-rank fusion when there are several).
+
+        A backend that fails (or lacks its key/URL) becomes a warning while the others serve; only
+        when none can answer is the call a ``SearchError`` (a lone backend's own error, unchanged).
+        """
+        from .errors import SearchError
+        from .web.fusion import reciprocal_rank_fusion
+        from .web.search import SearchHits
+
+        backends = self._search_backends()
+        warnings = [f"search backend {b.name} is not configured: {b.reason}" for b in backends if b.error]
+        live = [b for b in backends if b.backend is not None]
+        done = 0
+        await _report(progress, "search", 0, len(live))
+
+        async def one(backend: SearchBackend) -> list[SearchHit]:
+            nonlocal done
+            try:
+                return await backend.search(query, max_results=max_results)
+            finally:
+                done += 1
+                await _report(progress, "search", done, len(live))
+
+        outcomes = await asyncio.gather(*(one(b.backend) for b in live if b.backend), return_exceptions=True)
+        rankings: list[list[SearchHit]] = []
+        failures: list[str] = []
+        for named, outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception) or len(backends) == 1:
+                    raise outcome  # a lone backend's error (or a cancellation) stays what it was
+                if not isinstance(outcome, SearchError):
+                    logger.error("search backend %s failed", named.name, exc_info=outcome)
+                failures.append(f"search backend {named.name} failed: {_message(outcome)}")
+                continue
+            rankings.append(list(outcome))
+            if isinstance(outcome, SearchHits):
+                warnings.extend(outcome.warnings)
+        if not rankings:
+            raise SearchError("Every search backend failed. " + " ".join(warnings + failures))
+        for failure in failures:
+            logger.warning("%s; the other backends served the search", failure)
+        warnings.extend(failures)
+        if len(backends) > 1:
+            hits = reciprocal_rank_fusion(rankings, k=self.settings.rrf_k)[:max_results]
+        else:
+            hits = rankings[0][:max_results]
+        if not hits:
+            warnings.append("The search found no results for this query.")
+        return hits, warnings
 
     async def _fetched(self, urls: list[str], progress: ProgressCallback | None) -> list[Any]:
         from .web.fetch import Fetcher
@@ -233,6 +299,7 @@ class Pipeline:
         max_tokens: int | None,
         max_passages: int | None,
         progress: ProgressCallback | None,
+        warnings: list[str],
     ) -> Result:
         extractor = self.extractor if documents else None
         counter = (extractor.token_counter if extractor else None) or default_counter()
@@ -250,7 +317,7 @@ class Pipeline:
             selections.extend(await extractor.aextract(query, part))
             await _report(progress, "extract", len(selections), len(windows))
 
-        passages, kept = assemble(
+        passages, kept, left_out = assemble(
             documents,
             windows,
             selections,
@@ -279,6 +346,8 @@ class Pipeline:
             windows=len(windows),
             failed_windows=len(failed),
             dropped_tags=sum(s.dropped_out_of_range for s in selections),
+            passages_left_out=left_out,
+            warnings=warnings,
             documents=documents,
         )
 
@@ -306,6 +375,10 @@ def _chunks_by_document(windows: list[TaggedWindow], size: int) -> list[list[Tag
     if current:
         chunks.append(current)
     return chunks
+
+
+def _message(error: Exception) -> str:
+    return str(error) or type(error).__name__
 
 
 def _run_sync(coro: Awaitable[Result]) -> Result:

@@ -6,10 +6,24 @@ never appear in ``repr``.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SEARCH_BACKEND_NAMES = ("tavily", "searxng")
+"""Search backends that ``search`` may name (several, comma-separated, are merged by rank fusion)."""
+
+DEFAULT_TOOL_MAX_TOKENS = 4000
+"""Default passage budget of the agent tools: far inside agents' limits on tool output (Claude Code
+refuses MCP results over 25,000 tokens), and the MCP result carries the passages twice (text and
+structured)."""
+
+CommaList = Annotated[list[str], NoDecode]
+"""A list read from the environment as ``a,b,c`` (or a JSON list), not only as JSON."""
 
 
 class Settings(BaseSettings):
@@ -52,8 +66,22 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(3, ge=0, le=10)
     openai_concurrency: int = Field(8, ge=1, le=256)
 
+    # --- agent tools (MCP web_extract, LangChain ZiIsagWebExtract) -----------------------------
+    tool_max_tokens: int = Field(
+        DEFAULT_TOOL_MAX_TOKENS,
+        ge=1,
+        le=100_000,
+        description="Token budget of the passages an agent tool returns when the call gives no max_tokens.",
+    )
+
     # --- search and fetch --------------------------------------------------------------------
-    search: str = Field("tavily", description="Search backend used when no sources are given.")
+    search: str = Field(
+        "tavily",
+        description=(
+            "Search backend(s) used when no sources are given: tavily, searxng, or several comma-separated "
+            "(queried together, results merged by reciprocal-rank fusion)."
+        ),
+    )
     tavily_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("tavily_api_key", "TAVILY_API_KEY", "ZI_ISAG_TAVILY_API_KEY")
     )
@@ -64,6 +92,15 @@ class Settings(BaseSettings):
     time_range: str | None = None
     include_domains: list[str] = Field(default_factory=list)
     exclude_domains: list[str] = Field(default_factory=list)
+    rrf_k: int = Field(60, ge=1, le=10_000, description="k of reciprocal-rank fusion: 1/(k + rank) per backend.")
+
+    # SearXNG (a self-hosted metasearch instance; its settings.yml must list json in search.formats)
+    searxng_url: str | None = Field(None, description="Base URL of a SearXNG instance, e.g. http://127.0.0.1:8888.")
+    searxng_language: str | None = Field(None, description="Search language (en, en-US, de, all...); None = the instance's.")
+    searxng_categories: CommaList = Field(default_factory=list, description="SearXNG categories (general, news, science...).")
+    searxng_engines: CommaList = Field(default_factory=list, description="SearXNG engines to use (e.g. duckduckgo,wikipedia).")
+    searxng_safesearch: int | None = Field(None, ge=0, le=2, description="0 off, 1 moderate, 2 strict; None = the instance's.")
+    searxng_timeout: float = Field(15.0, gt=0, description="Seconds to wait for the SearXNG instance's answer.")
 
     allow_private_networks: bool = Field(
         False, description="Let the fetcher reach loopback/private/link-local addresses (tests, intranets)."
@@ -91,3 +128,46 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("extractor must be a backend name such as 'embedding' or 'bm25'")
         return value
+
+    @field_validator("search")
+    @classmethod
+    def _known_search_backends(cls, value: str) -> str:
+        names = list(dict.fromkeys(n.strip().lower() for n in value.split(",") if n.strip()))
+        unknown = [n for n in names if n not in SEARCH_BACKEND_NAMES]
+        if not names or unknown:
+            raise ValueError(
+                f"unknown search backend {', '.join(unknown) or repr(value)}; use {', '.join(SEARCH_BACKEND_NAMES)} "
+                "or several of them comma-separated (e.g. tavily,searxng)"
+            )
+        return ",".join(names)
+
+    @field_validator("searxng_categories", "searxng_engines", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("searxng_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"searxng_url must be an http(s) URL such as http://127.0.0.1:8888, not {value!r}")
+        return value
+
+    def for_agent_tool(self, allow_dirs: Sequence[str | Path] = ()) -> Settings:
+        """These settings as an agent tool (MCP server, LangChain tool) must run: a model's arguments
+        reach local files only under ``allow_dirs`` or ``local_roots``, and none when neither names one."""
+        roots = [*self.local_roots, *allow_dirs]
+        return Settings.model_validate({**self.model_dump(), "local_roots": roots, "allow_local_files": bool(roots)})
+
+    @property
+    def search_names(self) -> list[str]:
+        """The configured search backends, in order."""
+        return self.search.split(",")

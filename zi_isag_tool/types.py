@@ -147,6 +147,11 @@ class Result:
     windows: int = 0
     failed_windows: int = 0
     dropped_tags: int = 0
+    passages_left_out: int = 0
+    """Selected passages the token budget dropped or cut short (a larger ``max_tokens`` returns them)."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems that did not stop the call: a search backend that failed while others served, a
+    metasearch instance's engines that did not answer, a search without results."""
     documents: list[Document] = field(default_factory=list, repr=False)
     """The converted text each passage's offsets point into (not part of the JSON shape)."""
 
@@ -156,4 +161,6 @@ class Result:
             "passages": [p.to_dict() for p in self.passages],
             "sources": [s.to_dict() for s in self.sources],
             "tokens": self.tokens.to_dict(),
+            "passages_left_out": self.passages_left_out,
+            "warnings": list(self.warnings),
         }

@@ -63,11 +63,14 @@ def render_text(result: Result) -> str:
         lines.append(f"[{i}] {p.title or p.source}\n    {p.source}  tags {tags}  chars {p.start}-{p.end}")
         lines.extend("    " + line for line in p.text.splitlines())
         lines.append("")
-    if not result.passages:
+    if result.extraction_failed:
+        lines.append("No passage: extraction failed for every window (see the warnings below).\n")
+    elif not result.passages:
         lines.append("No relevant passage found.\n")
     for s in result.sources:
         if s.status != "ok" or s.error:
             lines.append(f"! {s.source}: {s.status}" + (f" ({s.error})" if s.error else ""))
+    lines.extend(f"! {warning}" for warning in result.warnings)
     t = result.tokens
     ratio = f"{t.kept / t.content:.1%}" if t.content else "n/a"
     lines.append(
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
         print(render_text(result))
-    return 0
+    return 1 if result.extraction_failed else 0
 
 
 if __name__ == "__main__":

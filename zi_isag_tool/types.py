@@ -146,9 +146,18 @@ class Result:
     tokenizer: str = ""
     windows: int = 0
     failed_windows: int = 0
+    """Windows whose extraction failed (endpoint error, timeout, unparseable answer, budget spent)."""
     dropped_tags: int = 0
+    """Tag ids the extractor named that were out of their window's range."""
+    warnings: list[str] = field(default_factory=list)
+    """Short, safe lines on what went wrong in extraction (grouped errors, dropped ids)."""
     documents: list[Document] = field(default_factory=list, repr=False)
     """The converted text each passage's offsets point into (not part of the JSON shape)."""
+
+    @property
+    def extraction_failed(self) -> bool:
+        """True when there was something to extract from and every window failed."""
+        return self.windows > 0 and self.failed_windows == self.windows
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -156,4 +165,8 @@ class Result:
             "passages": [p.to_dict() for p in self.passages],
             "sources": [s.to_dict() for s in self.sources],
             "tokens": self.tokens.to_dict(),
+            "windows": self.windows,
+            "failed_windows": self.failed_windows,
+            "dropped_tags": self.dropped_tags,
+            "warnings": list(self.warnings),
         }

@@ -1,0 +1,237 @@
+"""Page conversion in a small pool of worker processes: a crash, hang or overrun costs one page.
+
+lxml and trafilatura are not safe when several threads convert at once (native crashes, trafilatura
+issues #840 and #925), and a thread cannot be stopped at a deadline. So every conversion runs in a
+worker process of a ``pebble.ProcessPool``: a worker that dies takes only its page with it, one that
+passes the page deadline (or whose caller gave up) is killed, and both are replaced while the other
+pages go on. Workers never come from a ``fork`` of this process, which may hold torch and running
+threads: they are forked by a ``forkserver`` that imported only the conversion modules, so a
+replacement starts in milliseconds. Each worker's address space is capped (``RLIMIT_AS``), so one
+page cannot take the machine's memory either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pebble import ProcessExpired, ProcessPool
+
+from .convert import decode_body, html_to_markdown, markdown_title, pdf_to_text
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PageKind = Literal["html", "pdf", "text", "markdown"]
+
+# Imported once by the fork server, so each worker starts with them loaded.
+CONVERSION_MODULES = (
+    "zi_isag_tool.web.convert",
+    "trafilatura",
+    "lxml.etree",
+    "bs4",
+    "markdownify",
+    "charset_normalizer",
+    "pypdf",
+)
+DEFAULT_MAX_WORKERS = 8
+TASKS_PER_WORKER = 200
+"""A worker is replaced after this many pages, so memory that parsers keep does not pile up."""
+_STOP_WAIT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PageJob:
+    """One fetched body to convert; crosses to the worker by pickle."""
+
+    kind: PageKind
+    body: bytes
+    content_type: str | None
+    """The response's ``Content-Type`` header (its charset is used to decode)."""
+    url: str
+
+
+def convert_page(job: PageJob) -> tuple[str, str]:
+    """``(title, text)`` of a fetched page; runs in a worker. ``InputError`` for an unreadable PDF."""
+    if job.kind == "pdf":
+        return pdf_to_text(job.body)
+    text = decode_body(job.body, job.content_type)
+    if job.kind == "html":
+        return html_to_markdown(text, url=job.url)
+    return markdown_title(text), text
+
+
+PageConverter = Callable[[PageJob], tuple[str, str]]
+"""A picklable top-level function run in a worker for each page (``convert_page`` by default)."""
+
+
+class ConversionFailed(Exception):
+    """The conversion of one page did not finish: ``status`` and a short message safe to show."""
+
+    def __init__(self, status: Literal["error", "timeout"], message: str) -> None:
+        super().__init__(message)
+        self.status: Literal["error", "timeout"] = status
+        self.message = message
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _start_context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" not in methods:  # Windows: spawn is the only safe choice anyway
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Only takes effect if the fork server is not running yet (it is one per process).
+    context.set_forkserver_preload(list(CONVERSION_MODULES))
+    return context
+
+
+def _init_worker(memory_bytes: int | None, log_level: int) -> None:
+    """Runs in each new worker: conversion modules loaded, stdout kept clean, memory capped."""
+    import importlib
+
+    # An MCP server on stdio speaks its protocol on fd 1: nothing a worker writes may land there.
+    with contextlib.suppress(OSError):
+        os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for name in CONVERSION_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    if memory_bytes is not None:
+        import resource
+
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class ConversionPool:
+    """A small, reusable pool of conversion worker processes, started on first use.
+
+    ``workers`` defaults to the available cores (at most 8); ``memory_mb`` caps each worker's
+    address space (None: no cap). ``run`` raises ``ConversionFailed`` when the worker died, ran out
+    of memory or passed ``timeout``; exceptions raised by the function itself pass through.
+    """
+
+    def __init__(self, workers: int | None = None, *, memory_mb: int | None = 2048) -> None:
+        self.workers = workers or min(available_cores(), DEFAULT_MAX_WORKERS)
+        self.memory_mb = memory_mb
+        self._pool: Any = None
+        self._starting: asyncio.Future[Any] | None = None
+        self._closed = False
+
+    def warm(self) -> None:
+        """Start the workers in the background (call from the event loop): the first page then
+        does not wait for them."""
+        if not self._closed:
+            self._ensure()
+
+    async def run(self, function: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """``function(*args)`` in a worker. Cancelling the caller stops the worker's CPU work too."""
+        for attempt in (1, 2):
+            pool = await asyncio.shield(self._ensure())
+            try:
+                future = pool.schedule(function, args=args, timeout=timeout)
+            except RuntimeError:  # the pool broke between two calls: start a new one
+                self._discard(pool)
+                continue
+            try:
+                # Cancelling this await cancels the pebble future, and pebble then kills the worker.
+                return await asyncio.wrap_future(future)
+            except TimeoutError:
+                raise ConversionFailed(
+                    "timeout", f"conversion did not finish within {timeout:g} s; stopped"
+                ) from None
+            except MemoryError:
+                raise ConversionFailed(
+                    "error", f"conversion ran out of memory (limit {self.memory_mb} MB)"
+                ) from None
+            except ProcessExpired as exc:
+                logger.warning("a conversion worker died (%s); replaced", _exit_reason(exc.exitcode))
+                raise ConversionFailed("error", f"conversion crashed (worker {_exit_reason(exc.exitcode)})") from None
+            except BrokenProcessPool:
+                # pebble gives up on the whole pool when a worker dies before its task is on
+                # record; every task in it fails. Retry once on a fresh pool.
+                self._discard(pool)
+                if attempt == 2:
+                    break
+        raise ConversionFailed("error", "the conversion workers could not be started")
+
+    async def aclose(self) -> None:
+        """Stop every worker now (pending conversions are dropped)."""
+        self._closed = True
+        starting, self._starting = self._starting, None
+        pool = self._pool
+        self._pool = None
+        if starting is not None and not starting.done():
+            with contextlib.suppress(Exception):
+                pool = await asyncio.shield(starting)
+        if pool is not None:
+            await asyncio.to_thread(_stop, pool)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _ensure(self) -> asyncio.Future[Any]:
+        if self._closed:
+            raise RuntimeError("the conversion pool is closed")
+        starting = self._starting
+        if starting is not None and starting.done() and (starting.cancelled() or starting.exception()):
+            self._starting = None  # the last start failed: try again
+        if self._starting is None:
+            # Starting workers blocks (the first start also boots the fork server): not on the loop.
+            self._starting = asyncio.ensure_future(asyncio.to_thread(self._new_pool))
+        return self._starting
+
+    def _new_pool(self) -> Any:
+        memory = self.memory_mb * 1024 * 1024 if self.memory_mb else None
+        pool = ProcessPool(
+            max_workers=self.workers,
+            max_tasks=TASKS_PER_WORKER,
+            initializer=_init_worker,
+            initargs=(memory, logging.getLogger().getEffectiveLevel()),
+            context=_start_context(),
+        )
+        _ = pool.active  # starts the pool's threads and its workers
+        self._pool = pool
+        logger.debug("conversion pool started: %d workers", self.workers)
+        return pool
+
+    def _discard(self, pool: Any) -> None:
+        if self._pool is pool:
+            self._pool = None
+            self._starting = None
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().run_in_executor(None, _stop, pool)
+
+
+def _stop(pool: Any) -> None:
+    pool.stop()
+    try:
+        pool.join(timeout=_STOP_WAIT_S)
+    except Exception:  # noqa: BLE001 - a pool that will not stop must not block the caller's exit
+        logger.warning("conversion workers did not stop cleanly", exc_info=True)

@@ -25,7 +25,8 @@ def test_extract_json_shape_and_exact_offsets() -> None:
     proc = _cli("extract", "How do I size a heat pump for a cold house?", "--source", md, "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert set(out) == {"query", "passages", "sources", "tokens"}
+    assert set(out) == {"query", "passages", "sources", "tokens", "windows", "failed_windows", "dropped_tags", "warnings"}
+    assert out["windows"] >= 1 and (out["failed_windows"], out["dropped_tags"], out["warnings"]) == (0, 0, [])
     assert set(out["tokens"]) == {"content", "prompt", "output", "kept"}
     assert out["sources"] == [{"source": md, "status": "ok", "error": None}]
     assert out["passages"]

@@ -65,7 +65,7 @@ async def test_tool_listing_schemas_and_annotations(server: Any) -> None:
     assert urls["maxItems"] == 20
     assert all(p.get("description") for p in props.values())
     out = tool.output_schema
-    assert out is not None and set(out["required"]) == {"query", "passages", "sources", "tokens"}
+    assert out is not None and set(out["required"]) == {"query", "passages", "sources", "tokens", "windows", "failed_windows", "dropped_tags", "warnings"}
     assert tool.annotations is not None
     assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is True
     assert tool.annotations.destructive_hint is False
@@ -83,7 +83,7 @@ async def test_call_returns_structured_passages_text_and_progress(server: Any, p
         )
     assert not result.is_error
     data = result.structured_content
-    assert data is not None and set(data) == {"query", "passages", "sources", "tokens"}
+    assert data is not None and set(data) == {"query", "passages", "sources", "tokens", "windows", "failed_windows", "dropped_tags", "warnings"}
     assert data["query"] == DEMO_QUERY
     assert [s["status"] for s in data["sources"]] == ["ok"] * 3
     assert data["passages"] and all(set(p) == {"source", "title", "tags", "start", "end", "text"} for p in data["passages"])

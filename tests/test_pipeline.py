@@ -41,7 +41,7 @@ def test_bm25_on_bundled_examples(bm25: Pipeline) -> None:
     assert 0 < t.kept < t.content and t.prompt > t.content and t.output > 0
     assert result.tokenizer == "o200k_base"
     shape = result.to_dict()
-    assert set(shape) == {"query", "passages", "sources", "tokens"}
+    assert set(shape) == {"query", "passages", "sources", "tokens", "windows", "failed_windows", "dropped_tags", "warnings"}
     assert set(shape["passages"][0]) == {"source", "title", "tags", "start", "end", "text"}
 
 

@@ -18,7 +18,8 @@ from typing import Protocol, runtime_checkable
 from ..tokens import TokenCounter
 from ..types import TaggedWindow, WindowSelection
 
-_DEADLINE: ContextVar[float | None] = ContextVar("zi_isag_extraction_deadline", default=None)
+_DEADLINE: ContextVar[tuple[float, float] | None] = ContextVar("zi_isag_extraction_deadline", default=None)
+"""(monotonic deadline, the budget in seconds it came from) of the extraction in progress."""
 
 
 @contextlib.contextmanager
@@ -30,20 +31,26 @@ def extraction_deadline(seconds: float | None) -> Iterator[float | None]:
     grouped or sent; backends that can stop window by window read it with ``extraction_deadline_left``.
     """
     outer = _DEADLINE.get()
-    deadline = None if seconds is None else time.monotonic() + seconds
-    if outer is not None and (deadline is None or outer < deadline):
-        deadline = outer
-    token = _DEADLINE.set(deadline)
+    current = None if seconds is None else (time.monotonic() + seconds, seconds)
+    if outer is not None and (current is None or outer[0] < current[0]):
+        current = outer
+    token = _DEADLINE.set(current)
     try:
-        yield deadline
+        yield None if current is None else current[0]
     finally:
         _DEADLINE.reset(token)
 
 
 def extraction_deadline_left() -> float | None:
     """Seconds left before the current extraction deadline (may be <= 0); None when there is none."""
-    deadline = _DEADLINE.get()
-    return None if deadline is None else deadline - time.monotonic()
+    current = _DEADLINE.get()
+    return None if current is None else current[0] - time.monotonic()
+
+
+def extraction_budget() -> float | None:
+    """The budget, in seconds, that the current extraction deadline came from (for messages)."""
+    current = _DEADLINE.get()
+    return None if current is None else current[1]
 
 
 @runtime_checkable

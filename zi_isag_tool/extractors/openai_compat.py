@@ -47,7 +47,7 @@ from ..errors import ConfigError, ExtractorError
 from ..parser import parse_tags
 from ..tokens import TokenCounter, default_counter
 from ..types import TaggedWindow, WindowSelection
-from .base import SyncExtractor, extraction_deadline, extraction_deadline_left
+from .base import SyncExtractor, extraction_budget, extraction_deadline, extraction_deadline_left
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -297,10 +297,10 @@ class OpenAIExtractor(SyncExtractor):
         except httpx.HTTPError as exc:
             return self._from_exception(exc)
 
-    def _budget_message(self) -> str:
-        return "the extraction budget was spent" if self.call_budget is None else (
-            f"the extraction budget ({self.call_budget:g} s) was spent"
-        )
+    @staticmethod
+    def _budget_message() -> str:
+        budget = extraction_budget()
+        return "the extraction budget was spent" if budget is None else f"the extraction budget ({budget:g} s) was spent"
 
     def _budget_spent(self, last: _Outcome | None) -> _Outcome:
         message = self._budget_message()

@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from fixtures.web.web_servers import LocalServer, send
 
 from zi_isag_tool.cli import example_sources
 
@@ -48,3 +51,22 @@ def test_errors_are_one_clear_line() -> None:
     assert "TAVILY_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
     proc = _cli("extract", "q", "--source", example_sources()[0], "--extractor", "nonsense")
     assert proc.returncode == 2 and "Unknown extractor" in proc.stderr
+
+
+def _empty_answers(handler: Any) -> None:
+    handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    send(handler, 200, json.dumps({"choices": [{"message": {"content": ""}}]}).encode(), "application/json")
+
+
+def test_every_window_failing_shows_in_json_and_exit_code() -> None:
+    md = next(s for s in example_sources() if s.endswith(".md"))
+    with LocalServer({"/v1/chat/completions": _empty_answers}) as endpoint:
+        env = {**ENV, "ZI_ISAG_OPENAI_BASE_URL": endpoint.url("/v1"), "ZI_ISAG_OPENAI_MAX_RETRIES": "0"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "zi_isag_tool.cli", "extract", "q", "--source", md, "--extractor", "openai:m", "--json"],
+            capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["windows"] >= 1 and out["failed_windows"] == out["windows"] and out["passages"] == []
+    assert out["warnings"] == [f"{out['windows']} of {out['windows']} windows failed: empty answer"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +173,20 @@ async def test_real_article_pages_convert_concurrently_without_a_crash() -> None
                 failed = [(p.url, p.status, p.error) for p in results if p.status != "ok"]
                 # A page may hold no readable text; none may crash or time out.
                 assert all(e == "no readable text on the page" for _, _, e in failed), failed
+
+
+def test_a_script_without_a_main_guard_is_not_rerun_by_the_workers(tmp_path: Path) -> None:
+    """Workers never re-run the caller's main script: its side effects happen once, and it works."""
+    page = tmp_path / "page.html"
+    page.write_bytes(_good(0))
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from zi_isag_tool import Pipeline\n"
+        "print('side effect', flush=True)\n"
+        f"result = Pipeline(extractor='bm25').run('heat pumps at minus fifteen', [{str(page)!r}])\n"
+        "print('sources', [s.status for s in result.sources], bool(result.passages), flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["side effect", "sources ['ok'] True"]

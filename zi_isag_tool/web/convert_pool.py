@@ -16,9 +16,12 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.context
+import multiprocessing.spawn
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -91,14 +94,59 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+# --- how workers start -------------------------------------------------------------------------------
+# A new process normally re-runs the caller's main script before its task (multiprocessing's
+# "spawn" preparation). A conversion worker needs none of it, and a script without an
+# ``if __name__ == "__main__":`` guard would start another pipeline, and repeat its own side effects,
+# in every worker. So workers are started through a Popen that leaves the main module out.
+
+_launching = threading.local()
+
+
+def _preparation_data_without_main(name: str) -> dict[str, Any]:
+    data = _stdlib_preparation_data(name)
+    if getattr(_launching, "conversion_worker", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+_stdlib_preparation_data = multiprocessing.spawn.get_preparation_data
+
+
 def _start_context() -> Any:
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" not in methods:  # Windows: spawn is the only safe choice anyway
+    if _WorkerContext is None:  # no fork server (Windows): spawn it is
         return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
+    if multiprocessing.spawn.get_preparation_data is _stdlib_preparation_data:
+        # Narrow: only launches made by _WorkerPopen (flagged on this thread) lose the main module.
+        multiprocessing.spawn.get_preparation_data = _preparation_data_without_main
+    context = _WorkerContext()
     # Only takes effect if the fork server is not running yet (it is one per process).
     context.set_forkserver_preload(list(CONVERSION_MODULES))
     return context
+
+
+_WorkerContext: Any = None
+if "forkserver" in multiprocessing.get_all_start_methods():
+    from multiprocessing import popen_forkserver
+
+    class _WorkerPopen(popen_forkserver.Popen):
+        def _launch(self, process_obj: Any) -> None:
+            _launching.conversion_worker = True
+            try:
+                super()._launch(process_obj)  # type: ignore[misc]
+            finally:
+                _launching.conversion_worker = False
+
+    class _WorkerProcess(multiprocessing.context.ForkServerProcess):
+        @staticmethod
+        def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocessing's name
+            return _WorkerPopen(process_obj)
+
+    class _ForkServerWorkerContext(multiprocessing.context.ForkServerContext):
+        Process = _WorkerProcess
+
+    _WorkerContext = _ForkServerWorkerContext
 
 
 def _init_worker(memory_bytes: int | None, log_level: int) -> None:
@@ -204,7 +252,8 @@ class ConversionPool:
             self._starting = None  # the last start failed: try again
         if self._starting is None:
             # Starting workers blocks (the first start also boots the fork server): not on the loop.
-            self._starting = asyncio.ensure_future(asyncio.to_thread(self._new_pool))
+            # A plain executor future, not a task: it belongs to the pool, not to any caller.
+            self._starting = asyncio.get_running_loop().run_in_executor(None, self._new_pool)
         return self._starting
 
     def _new_pool(self) -> Any:

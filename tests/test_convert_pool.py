@@ -190,3 +190,15 @@ def test_a_script_without_a_main_guard_is_not_rerun_by_the_workers(tmp_path: Pat
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["side effect", "sources ['ok'] True"]
+
+
+def test_a_pipeline_keeps_its_workers_across_calls_until_closed(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_bytes(_good(1))
+    with Pipeline(_settings()) as pipeline:
+        first = pipeline.run(QUERY, [str(page)])
+        pool = pipeline._pool
+        second = pipeline.run(QUERY, [str(page)])  # a new event loop, the same workers
+        assert first.passages and second.passages and pipeline._pool is pool
+        assert pool is not None and not pool.closed
+    assert pool.closed and pipeline._pool is None

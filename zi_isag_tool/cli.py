@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["max_results"] = args.max_results
     sources = example_sources() if args.command == "demo" else args.source
     try:
-        pipeline = Pipeline(**overrides)
-        result = pipeline.run(args.query, sources, max_tokens=args.max_tokens, max_passages=args.max_passages)
+        with Pipeline(**overrides) as pipeline:
+            result = pipeline.run(args.query, sources, max_tokens=args.max_tokens, max_passages=args.max_passages)
     except (ZiIsagError, ValueError) as exc:
         print(f"zi-isag: error: {exc}", file=sys.stderr)
         return 2

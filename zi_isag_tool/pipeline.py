@@ -24,6 +24,7 @@ from .tokens import TokenCounter, default_counter
 from .types import Document, Result, SourceResult, TaggedWindow, TokenUsage, WindowSelection
 
 if TYPE_CHECKING:
+    from .web.convert_pool import ConversionPool
     from .web.fetch import Fetcher
     from .web.search import SearchBackend
 
@@ -51,7 +52,9 @@ class Pipeline:
         search: a ``SearchBackend`` to use when no sources are given (default: Tavily from settings).
         fetcher: a long-lived ``Fetcher`` (e.g. one per server); by default one is opened per call.
 
-    The extractor is loaded once, on first use, and reused by every call.
+    The extractor is loaded once, on first use, and reused by every call. So are the conversion
+    worker processes (started on the first page or file to convert, lent to each call's fetcher);
+    ``close()``/``aclose()`` (or ``with``/``async with``) stops them, as does the end of the process.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Pipeline:
         self._search = search
         self._fetcher = fetcher
         self._load_lock = threading.Lock()
+        self._pool: ConversionPool | None = None
 
     # --- resources ---------------------------------------------------------------------------
     @property
@@ -216,9 +220,14 @@ class Pipeline:
         if self._fetcher is not None:
             yield self._fetcher
             return
+        from .web.convert_pool import ConversionPool
         from .web.fetch import Fetcher
 
-        async with Fetcher.from_settings(self.settings) as fetcher:
+        with self._load_lock:
+            if self._pool is None or self._pool.closed:
+                self._pool = ConversionPool(self.settings.convert_workers, memory_mb=self.settings.convert_memory_mb)
+            pool = self._pool
+        async with Fetcher.from_settings(self.settings, pool=pool) as fetcher:
             yield fetcher
 
     async def _fetched(self, fetcher: Fetcher, urls: list[str], progress: ProgressCallback | None) -> list[Any]:
@@ -307,8 +316,22 @@ class Pipeline:
             documents=documents,
         )
 
+    def close(self) -> None:
+        """Stop what this pipeline owns: its conversion workers (an injected fetcher belongs to its
+        creator). A later call starts new workers."""
+        with self._load_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
     async def aclose(self) -> None:
-        """Close what this pipeline owns (an injected fetcher belongs to its creator)."""
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     async def __aenter__(self) -> Pipeline:
         return self

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -184,28 +185,36 @@ class ConversionPool:
     ``workers`` defaults to the available cores (at most 8); ``memory_mb`` caps each worker's
     address space (None: no cap). ``run`` raises ``ConversionFailed`` when the worker died, ran out
     of memory or passed ``timeout``; exceptions raised by the function itself pass through.
+    Not tied to an event loop: one pool can serve calls made on different loops (a ``Pipeline``
+    lends its pool to the fetcher of each call). ``close``/``aclose`` stop the workers; a pool that
+    is garbage-collected or still open at exit stops them then.
     """
 
     def __init__(self, workers: int | None = None, *, memory_mb: int | None = 2048) -> None:
         self.workers = workers or min(available_cores(), DEFAULT_MAX_WORKERS)
         self.memory_mb = memory_mb
         self._pool: Any = None
-        self._starting: asyncio.Future[Any] | None = None
+        self._lock = threading.Lock()
         self._closed = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def warm(self) -> None:
-        """Start the workers in the background (call from the event loop): the first page then
-        does not wait for them."""
-        if not self._closed:
-            self._ensure()
+        """Start the workers in the background, so the first page does not wait for them."""
+        if not self._closed and self._pool is None:
+            threading.Thread(target=self._quiet_start, name="zi-isag-convert-start", daemon=True).start()
 
     async def run(self, function: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """``function(*args)`` in a worker. Cancelling the caller stops the worker's CPU work too."""
         for attempt in (1, 2):
-            pool = await asyncio.shield(self._ensure())
+            # Starting workers blocks (the first start also boots the fork server): not on the loop.
+            pool = self._pool if self._pool is not None else await asyncio.to_thread(self._live_pool)
             try:
                 future = pool.schedule(function, args=args, timeout=timeout)
-            except RuntimeError:  # the pool broke between two calls: start a new one
+            except RuntimeError:  # the pool broke between two calls (or was closed)
                 self._discard(pool)
                 continue
             try:
@@ -230,31 +239,32 @@ class ConversionPool:
                     break
         raise ConversionFailed("error", "the conversion workers could not be started")
 
-    async def aclose(self) -> None:
-        """Stop every worker now (pending conversions are dropped)."""
-        self._closed = True
-        starting, self._starting = self._starting, None
-        pool = self._pool
-        self._pool = None
-        if starting is not None and not starting.done():
-            with contextlib.suppress(Exception):
-                pool = await asyncio.shield(starting)
+    def close(self) -> None:
+        """Stop every worker now (pending conversions are dropped); blocks until they are gone."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
         if pool is not None:
-            await asyncio.to_thread(_stop, pool)
+            _stop(pool)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _ensure(self) -> asyncio.Future[Any]:
-        if self._closed:
-            raise RuntimeError("the conversion pool is closed")
-        starting = self._starting
-        if starting is not None and starting.done() and (starting.cancelled() or starting.exception()):
-            self._starting = None  # the last start failed: try again
-        if self._starting is None:
-            # Starting workers blocks (the first start also boots the fork server): not on the loop.
-            # A plain executor future, not a task: it belongs to the pool, not to any caller.
-            self._starting = asyncio.get_running_loop().run_in_executor(None, self._new_pool)
-        return self._starting
+    def _live_pool(self) -> Any:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the conversion pool is closed")
+            if self._pool is None:
+                self._pool = self._new_pool()
+            return self._pool
+
+    def _quiet_start(self) -> None:
+        try:
+            self._live_pool()
+        except Exception:  # noqa: BLE001 - the first run() will retry and report
+            logger.debug("conversion workers did not start in the background", exc_info=True)
 
     def _new_pool(self) -> Any:
         memory = self.memory_mb * 1024 * 1024 if self.memory_mb else None
@@ -266,16 +276,17 @@ class ConversionPool:
             context=_start_context(),
         )
         _ = pool.active  # starts the pool's threads and its workers
-        self._pool = pool
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _stop, pool)
         logger.debug("conversion pool started: %d workers", self.workers)
         return pool
 
     def _discard(self, pool: Any) -> None:
-        if self._pool is pool:
-            self._pool = None
-            self._starting = None
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().run_in_executor(None, _stop, pool)
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        threading.Thread(target=_stop, args=(pool,), name="zi-isag-convert-stop", daemon=True).start()
 
 
 def _stop(pool: Any) -> None:

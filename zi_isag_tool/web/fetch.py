@@ -102,8 +102,9 @@ class Fetcher:
     transport: the URL guard still checks every hop, but connections are pinned to the checked
     addresses only when it is a ``GuardedTransport`` (otherwise a warning says so, and ``pinned`` is
     False); ``settings.fetch_proxy`` has the same effect, since the proxy resolves names itself.
-    ``converter`` is the picklable function each page's body is converted with in a worker process.
-    The fetcher owns its conversion workers: close it (``async with``) to stop them.
+    ``converter`` is the picklable function each page's body is converted with in a worker process
+    of ``pool``; without a ``pool`` the fetcher starts its own and stops it when closed
+    (``async with``), while a given pool stays its owner's to close.
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class Fetcher:
         resolver: Resolver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         converter: PageConverter = convert_page,
+        pool: ConversionPool | None = None,
     ) -> None:
         self.settings = settings
         self._guard = UrlGuard(allow_private=settings.allow_private_networks, resolver=resolver)
@@ -162,11 +164,12 @@ class Fetcher:
             RobotsPolicy(self._get_robots, settings.user_agent) if settings.respect_robots else None
         )
         self._converter = converter
-        self._pool = ConversionPool(settings.convert_workers, memory_mb=settings.convert_memory_mb)
+        self._owns_pool = pool is None
+        self._pool = pool or ConversionPool(settings.convert_workers, memory_mb=settings.convert_memory_mb)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Fetcher:
-        return cls(settings)
+    def from_settings(cls, settings: Settings, *, pool: ConversionPool | None = None) -> Fetcher:
+        return cls(settings, pool=pool)
 
     async def aclose(self) -> None:
         try:
@@ -174,7 +177,8 @@ class Fetcher:
                 await self._robots.aclose()
             await self._client.aclose()
         finally:
-            await self._pool.aclose()
+            if self._owns_pool:
+                await self._pool.aclose()
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -440,7 +444,10 @@ class _HostSlots:
 
     @contextlib.asynccontextmanager
     async def hold(self, host: str) -> AsyncIterator[None]:
-        semaphore, users = self._slots.setdefault(host, (asyncio.Semaphore(self._limit), [0]))
+        slot = self._slots.get(host)
+        if slot is None:
+            slot = self._slots[host] = (asyncio.Semaphore(self._limit), [0])
+        semaphore, users = slot
         users[0] += 1
         try:
             async with semaphore:

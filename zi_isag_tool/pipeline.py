@@ -301,7 +301,7 @@ class Pipeline:
         dropped = sum(s.dropped_out_of_range for s in selections)
         warnings = _warnings(selections, dropped)
         for warning in warnings:
-            logger.warning("%s", warning)
+            logger.log(logging.WARNING if failed else logging.INFO, "%s", warning)
         return Result(
             query=query,
             passages=passages,

@@ -9,7 +9,6 @@ actionable messages; per-source failures are reported in ``sources``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -197,7 +196,7 @@ def _total_failure(result: Result) -> str | None:
     return "\n".join(lines)
 
 
-@contextlib.asynccontextmanager
+@asynccontextmanager
 async def _call_slot(state: ServerState) -> AsyncIterator[bool]:
     """A slot among ``mcp_max_calls``; yields False when none freed up within ``mcp_queue_timeout``."""
     try:

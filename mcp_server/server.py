@@ -76,8 +76,12 @@ class WebExtractOutput(BaseModel):
     passages_left_out: int = Field(
         0, description="Selected passages the token budget dropped or cut short (a larger max_tokens returns them)."
     )
+    windows: int = Field(description="Tagged windows of page text sent to the extractor.")
+    failed_windows: int = Field(description="Windows whose extraction failed; their text could not be selected from.")
+    dropped_tags: int = Field(description="Tag ids the extractor named that were out of range and dropped.")
     warnings: list[str] = Field(
-        default_factory=list, description="Search problems that did not stop the call (a backend that failed...)."
+        description="Problems that did not stop the call: a search backend that failed while others served, "
+        "failed extraction windows, dropped tag ids."
     )
 
 
@@ -88,6 +92,8 @@ class ServerState:
 
     pipeline: Pipeline
     settings: Settings
+    calls: asyncio.Semaphore
+    """Slots for concurrent web_extract calls (``settings.mcp_max_calls``)."""
 
 
 def server_settings(settings: Settings | None = None, allow_dirs: Sequence[str] = ()) -> Settings:
@@ -103,7 +109,9 @@ def _lifespan(settings: Settings, extractor: Extractor | None):
             # Load the model now, once, rather than in the first caller's time.
             await asyncio.to_thread(lambda: pipeline.counter)
             logger.info("zi-isag MCP server ready (extractor %s)", pipeline.extractor.name)
-            yield ServerState(pipeline=pipeline, settings=settings)
+            yield ServerState(
+                pipeline=pipeline, settings=settings, calls=asyncio.Semaphore(settings.mcp_max_calls)
+            )
 
     return lifespan
 
@@ -132,8 +140,14 @@ class _Progress:
             logger.debug("could not send a progress notification", exc_info=True)
 
 
-def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+def _error(message: str, structured: dict[str, Any] | None = None) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=message)], structured_content=structured, is_error=True
+    )
+
+
+def _structured(result: Result) -> dict[str, Any]:
+    return WebExtractOutput.model_validate(result.to_dict()).model_dump(mode="json")
 
 
 def _check_urls(urls: list[str] | None, settings: Settings) -> list[str] | None:
@@ -146,13 +160,37 @@ def _check_urls(urls: list[str] | None, settings: Settings) -> list[str] | None:
 
 
 def _total_failure(result: Result) -> str | None:
-    """A message when no source could be read at all (partial failures stay in ``sources``)."""
+    """A message when no source could be read at all, or extraction failed for every window
+    (partial failures stay in ``sources``, ``failed_windows`` and ``warnings``)."""
+    if result.extraction_failed:
+        lines = [f"Extraction failed for all {result.windows} windows of the pages read, so no passage could be chosen:"]
+        lines += [f"- {warning}" for warning in result.warnings]
+        lines.append(
+            "This is a server-side extractor problem, not a problem with the pages: try again in a "
+            "minute, or with fewer or shorter pages (urls=[...])."
+        )
+        return "\n".join(lines)
     if not result.sources or any(s.status == "ok" for s in result.sources):
         return None
     lines = [f"None of the {len(result.sources)} pages could be read:"]
     lines += [f"- {s.source}: {s.status}" + (f" ({s.error})" if s.error else "") for s in result.sources]
     lines.append("Check the URLs, or call web_extract again with other urls (or none, to search).")
     return "\n".join(lines)
+
+
+@asynccontextmanager
+async def _call_slot(state: ServerState) -> AsyncIterator[bool]:
+    """A slot among ``mcp_max_calls``; yields False when none freed up within ``mcp_queue_timeout``."""
+    try:
+        async with asyncio.timeout(state.settings.mcp_queue_timeout):
+            await state.calls.acquire()
+    except TimeoutError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        state.calls.release()
 
 
 async def _isolated(call: Coroutine[Any, Any, Result]) -> Result:
@@ -183,9 +221,17 @@ async def web_extract(
     sources = _check_urls(urls, state.settings)
     budget = max_tokens if max_tokens is not None else state.settings.tool_max_tokens
     try:
-        result = await _isolated(
-            state.pipeline.arun(query, sources, max_results=max_results, max_tokens=budget, progress=_Progress(ctx))
-        )
+        async with _call_slot(state) as admitted:
+            if not admitted:
+                return _error(
+                    f"The server is busy: {state.settings.mcp_max_calls} web_extract calls are running and "
+                    f"no slot freed up within {state.settings.mcp_queue_timeout:g} s. Retry in a little while."
+                )
+            result = await _isolated(
+                state.pipeline.arun(
+                    query, sources, max_results=max_results, max_tokens=budget, progress=_Progress(ctx)
+                )
+            )
     except InputError as exc:
         raise ToolError(str(exc)) from None  # about the caller's own input: safe and actionable
     except SearchNotConfiguredError:
@@ -205,10 +251,10 @@ async def web_extract(
 
     failure = _total_failure(result)
     if failure is not None:
-        return _error(failure)
+        # Still structured: the client sees per-source statuses, failed_windows and warnings.
+        return _error(failure, _structured(result))
     return CallToolResult(
-        content=[TextContent(type="text", text=render_text(result))],
-        structured_content=WebExtractOutput.model_validate(result.to_dict()).model_dump(mode="json"),
+        content=[TextContent(type="text", text=render_text(result))], structured_content=_structured(result)
     )
 
 

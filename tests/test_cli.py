@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from fixtures.web.web_servers import LocalServer, SearXNGStub, searxng_result
+from fixtures.web.web_servers import LocalServer, SearXNGStub, searxng_result, send
 
 from evals.bench_adapters import PageServer
 from zi_isag_tool.cli import example_sources
@@ -29,7 +30,11 @@ def test_extract_json_shape_and_exact_offsets() -> None:
     proc = _cli("extract", "How do I size a heat pump for a cold house?", "--source", md, "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert set(out) == {"query", "passages", "sources", "tokens", "passages_left_out", "warnings"}
+    assert set(out) == {
+        "query", "passages", "sources", "tokens", "passages_left_out", "windows", "failed_windows", "dropped_tags",
+        "warnings",
+    }
+    assert out["windows"] >= 1 and (out["failed_windows"], out["dropped_tags"], out["warnings"]) == (0, 0, [])
     assert set(out["tokens"]) == {"content", "prompt", "output", "kept"}
     assert out["sources"] == [{"source": md, "status": "ok", "error": None}]
     assert out["passages"]
@@ -69,3 +74,22 @@ def test_extract_searches_a_searxng_instance_without_a_key() -> None:
     out = json.loads(proc.stdout)
     assert [s["source"] for s in out["sources"]] == pages.urls[:2] and out["passages"]
     assert stub.params[-1]["q"] == "How do I size a heat pump for a cold house?"
+
+
+def _empty_answers(handler: Any) -> None:
+    handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    send(handler, 200, json.dumps({"choices": [{"message": {"content": ""}}]}).encode(), "application/json")
+
+
+def test_every_window_failing_shows_in_json_and_exit_code() -> None:
+    md = next(s for s in example_sources() if s.endswith(".md"))
+    with LocalServer({"/v1/chat/completions": _empty_answers}) as endpoint:
+        env = {**ENV, "ZI_ISAG_OPENAI_BASE_URL": endpoint.url("/v1"), "ZI_ISAG_OPENAI_MAX_RETRIES": "0"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "zi_isag_tool.cli", "extract", "q", "--source", md, "--extractor", "openai:m", "--json"],
+            capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["windows"] >= 1 and out["failed_windows"] == out["windows"] and out["passages"] == []
+    assert out["warnings"] == [f"{out['windows']} of {out['windows']} windows failed: empty answer"]

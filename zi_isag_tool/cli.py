@@ -72,7 +72,9 @@ def render_text(result: Result) -> str:
         lines.append(f"[{i}] {p.title or p.source}\n    {p.source}  tags {tags}  chars {p.start}-{p.end}")
         lines.extend("    " + line for line in p.text.splitlines())
         lines.append("")
-    if not result.passages:
+    if result.extraction_failed:
+        lines.append("No passage: extraction failed for every window (see the warnings below).\n")
+    elif not result.passages:
         lines.append("No relevant passage found.\n")
     if result.passages_left_out:
         lines.append(
@@ -111,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["max_results"] = args.max_results
     sources = example_sources() if args.command == "demo" else args.source
     try:
-        pipeline = Pipeline(**overrides)
-        result = pipeline.run(args.query, sources, max_tokens=args.max_tokens, max_passages=args.max_passages)
+        with Pipeline(**overrides) as pipeline:
+            result = pipeline.run(args.query, sources, max_tokens=args.max_tokens, max_passages=args.max_passages)
     except (ZiIsagError, ValueError) as exc:
         print(f"zi-isag: error: {exc}", file=sys.stderr)
         return 2
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
         print(render_text(result))
-    return 0
+    return 1 if result.extraction_failed else 0
 
 
 if __name__ == "__main__":

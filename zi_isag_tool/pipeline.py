@@ -6,23 +6,26 @@ The CLI, the LangChain retriever/compressor and the MCP server are thin adapters
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .assemble import assemble
 from .errors import InputError
 from .extractors import Extractor, get_extractor
+from .extractors.base import extraction_deadline, extraction_deadline_left
 from .settings import Settings
-from .sources import classify, dedupe, load_local_file
+from .sources import classify, dedupe, local_document, local_file_failure, local_file_path
 from .tagging import count_texts, tag_document
 from .tokens import TokenCounter, default_counter
 from .types import Document, Result, SourceResult, TaggedWindow, TokenUsage, WindowSelection
 
 if TYPE_CHECKING:
     from .web.backends import NamedBackend
+    from .web.convert_pool import ConversionPool
     from .web.fetch import Fetcher
     from .web.search import SearchBackend, SearchHit
 
@@ -52,7 +55,9 @@ class Pipeline:
             backends named in ``settings.search`` (Tavily).
         fetcher: a long-lived ``Fetcher`` (e.g. one per server); by default one is opened per call.
 
-    The extractor is loaded once, on first use, and reused by every call.
+    The extractor is loaded once, on first use, and reused by every call. So are the conversion
+    worker processes (started on the first page or file to convert, lent to each call's fetcher);
+    ``close()``/``aclose()`` (or ``with``/``async with``) stops them, as does the end of the process.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class Pipeline:
         self._backends: list[NamedBackend] | None = None
         self._fetcher = fetcher
         self._load_lock = threading.Lock()
+        self._pool: ConversionPool | None = None
 
     # --- resources ---------------------------------------------------------------------------
     @property
@@ -170,6 +176,7 @@ class Pipeline:
         specs = [classify(s) for s in given]
         results: dict[int, tuple[Document | None, SourceResult]] = {}
         urls: list[tuple[int, str]] = []
+        files: list[tuple[int, str]] = []
         for i, spec in enumerate(specs):
             if spec.source in ready:
                 doc = ready[spec.source]
@@ -177,17 +184,25 @@ class Pipeline:
             elif spec.kind == "url":
                 urls.append((i, spec.source))
             elif spec.kind == "file":
-                results[i] = await asyncio.to_thread(load_local_file, spec.source, self.settings)
+                files.append((i, spec.source))
             else:
                 results[i] = (None, SourceResult(spec.source, "unsupported", spec.reason))
 
-        if urls:
-            for (i, url), page in zip(urls, await self._fetched([u for _, u in urls], progress), strict=True):
+        if urls or files:
+            # Pages and files are converted in the fetcher's worker processes, never in this one.
+            async with self._fetcher_scope() as fetcher:
+                loaded = await asyncio.gather(
+                    self._fetched(fetcher, [u for _, u in urls], progress),
+                    *(_load_file(fetcher, source, self.settings) for _, source in files),
+                )
+            for (i, url), page in zip(urls, loaded[0], strict=True):
                 title = page.title or titles.get(url, "")
                 if page.status == "ok" and page.text is not None:
                     results[i] = (Document(url, page.text, title), SourceResult(url, "ok", title=title))
                 else:
                     results[i] = (None, SourceResult(url, page.status, page.error, title=title))
+            for (i, _), outcome in zip(files, loaded[1:], strict=True):
+                results[i] = outcome
 
         documents: list[Document] = []
         statuses: list[SourceResult] = []
@@ -265,17 +280,31 @@ class Pipeline:
             warnings.append("The search found no results for this query.")
         return hits, warnings
 
-    async def _fetched(self, urls: list[str], progress: ProgressCallback | None) -> list[Any]:
+    @contextlib.asynccontextmanager
+    async def _fetcher_scope(self) -> AsyncIterator[Fetcher]:
+        """The injected long-lived fetcher, or one (with its conversion workers) for this call."""
+        if self._fetcher is not None:
+            yield self._fetcher
+            return
+        from .web.convert_pool import ConversionPool
         from .web.fetch import Fetcher
+
+        with self._load_lock:
+            if self._pool is None or self._pool.closed:
+                self._pool = ConversionPool(self.settings.convert_workers, memory_mb=self.settings.convert_memory_mb)
+            pool = self._pool
+        async with Fetcher.from_settings(self.settings, pool=pool) as fetcher:
+            yield fetcher
+
+    async def _fetched(self, fetcher: Fetcher, urls: list[str], progress: ProgressCallback | None) -> list[Any]:
+        if not urls:
+            return []
 
         async def on_done(done: int, total: int) -> None:
             await _report(progress, "fetch", done, total)
 
         await _report(progress, "fetch", 0, len(urls))
-        if self._fetcher is not None:
-            return await self._fetcher.fetch_many(urls, on_done=on_done)
-        async with Fetcher.from_settings(self.settings) as fetcher:
-            return await fetcher.fetch_many(urls, on_done=on_done)
+        return await fetcher.fetch_many(urls, on_done=on_done)
 
     def _tag(self, documents: Sequence[Document], counter: TokenCounter) -> list[TaggedWindow]:
         windows: list[TaggedWindow] = []
@@ -311,11 +340,13 @@ class Pipeline:
 
         selections: list[WindowSelection] = []
         await _report(progress, "extract", 0, len(windows))
-        for part in _chunks_by_document(windows, self.settings.extract_chunk):
-            assert extractor is not None
-            # Chunks are the points where a cancelled call stops spending compute.
-            selections.extend(await extractor.aextract(query, part))
-            await _report(progress, "extract", len(selections), len(windows))
+        budget = self.settings.extract_budget
+        with extraction_deadline(budget):
+            for part in _chunks_by_document(windows, self.settings.extract_chunk):
+                assert extractor is not None
+                # Chunks are the points where a cancelled call stops spending compute.
+                selections.extend(await _extract_within_budget(extractor, query, part, budget))
+                await _report(progress, "extract", len(selections), len(windows))
 
         passages, kept, left_out = assemble(
             documents,
@@ -334,8 +365,10 @@ class Pipeline:
             kept=kept,
         )
         failed = [s for s in selections if s.failed]
-        if failed:
-            logger.warning("%d of %d windows could not be parsed: %s", len(failed), len(selections), failed[0].error)
+        dropped = sum(s.dropped_out_of_range for s in selections)
+        extraction_warnings = _warnings(selections, dropped)
+        for warning in extraction_warnings:
+            logger.log(logging.WARNING if failed else logging.INFO, "%s", warning)
         return Result(
             query=query,
             passages=passages,
@@ -345,20 +378,97 @@ class Pipeline:
             tokenizer=counter.name,
             windows=len(windows),
             failed_windows=len(failed),
-            dropped_tags=sum(s.dropped_out_of_range for s in selections),
+            dropped_tags=dropped,
             passages_left_out=left_out,
-            warnings=warnings,
+            warnings=[*warnings, *extraction_warnings],
             documents=documents,
         )
 
+    def close(self) -> None:
+        """Stop what this pipeline owns: its conversion workers (an injected fetcher belongs to its
+        creator). A later call starts new workers."""
+        with self._load_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
     async def aclose(self) -> None:
-        """Close what this pipeline owns (an injected fetcher belongs to its creator)."""
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     async def __aenter__(self) -> Pipeline:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+_BUDGET_GRACE_S = 1.0
+"""How long past the extraction deadline a backend may take to hand back what it has."""
+_WARNING_ERRORS = 3
+
+
+async def _extract_within_budget(
+    extractor: Extractor, query: str, windows: list[TaggedWindow], budget: float | None
+) -> list[WindowSelection]:
+    """``extractor.aextract`` under the call's extraction deadline. Backends that read the deadline
+    end their own windows in time; any other is stopped shortly after it (its windows then fail)."""
+    left = extraction_deadline_left()
+    if left is not None and left <= 0:
+        return [_budget_spent(budget) for _ in windows]
+    try:
+        async with asyncio.timeout(None if left is None else left + _BUDGET_GRACE_S) as scope:
+            return list(await extractor.aextract(query, windows))
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        return [_budget_spent(budget) for _ in windows]
+
+
+def _budget_spent(budget: float | None) -> WindowSelection:
+    return WindowSelection(
+        tags=[], failed=True, error=f"not extracted: the extraction budget ({budget or 0:g} s) was spent"
+    )
+
+
+def _warnings(selections: Sequence[WindowSelection], dropped: int) -> list[str]:
+    """Short, safe lines about what went wrong in the extract stage (empty when nothing did)."""
+    warnings: list[str] = []
+    errors: dict[str, int] = {}
+    for selection in selections:
+        if selection.failed:
+            message = selection.error or "failed"
+            errors[message] = errors.get(message, 0) + 1
+    for message, count in list(errors.items())[:_WARNING_ERRORS]:
+        warnings.append(f"{count} of {len(selections)} windows failed: {message}")
+    if len(errors) > _WARNING_ERRORS:
+        rest = sum(list(errors.values())[_WARNING_ERRORS:])
+        warnings.append(f"{rest} more windows failed with other errors")
+    if dropped:
+        warnings.append(f"{dropped} tag ids out of the windows' range were dropped")
+    return warnings
+
+
+async def _load_file(fetcher: Fetcher, source: str, settings: Settings) -> tuple[Document | None, SourceResult]:
+    """One local file, converted in the fetcher's workers; failures become a status."""
+    path, refused = local_file_path(source, settings)
+    if path is None:
+        assert refused is not None
+        return None, refused
+    try:
+        title, text = await fetcher.convert_local_file(path)
+    except Exception as exc:  # noqa: BLE001 - one file's problem must not stop the others
+        failure = local_file_failure(source, exc)
+        if failure is None:
+            logger.exception("unexpected error while converting %s", source)
+            failure = SourceResult(source, "error", f"unexpected error ({type(exc).__name__})")
+        return None, failure
+    return local_document(source, path, title, text)
 
 
 def _chunks_by_document(windows: list[TaggedWindow], size: int) -> list[list[TaggedWindow]]:

@@ -15,7 +15,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import Field, PrivateAttr, SecretStr
 
-from .errors import InputError
+from .errors import ExtractorError, InputError
 from .pipeline import Pipeline
 from .settings import Settings
 from .types import Result
@@ -161,17 +161,29 @@ class ZiIsagRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
         args = self._call_args(kwargs)
-        return to_documents(self._pipeline.run(query, args.pop("sources"), **args))
+        return to_documents(_checked(self._pipeline.run(query, args.pop("sources"), **args)))
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
         args = self._call_args(kwargs)
-        return to_documents(await self._pipeline.arun(query, args.pop("sources"), **args))
+        return to_documents(_checked(await self._pipeline.arun(query, args.pop("sources"), **args)))
+
+
+def _checked(result: Result) -> Result:
+    """An extraction in which every window failed is an error, not an empty answer."""
+    if result.extraction_failed:
+        details = "; ".join(result.warnings) or "no details"
+        raise ExtractorError(
+            f"Extraction failed for every window ({details}). Check the extractor (for the openai "
+            "backend: ZI_ISAG_OPENAI_BASE_URL, the model name, the server's health) and try again."
+        )
+    return result
 
 
 def to_documents(result: Result) -> list[LCDocument]:
-    """One LangChain ``Document`` per passage; every document carries the call's token accounting."""
+    """One LangChain ``Document`` per passage; every document carries the call's token accounting
+    and how extraction went (``failed_windows``, ``dropped_tags``, ``warnings``)."""
     tokens = result.tokens.to_dict()
     docs: list[LCDocument] = []
     for passage in result.passages:
@@ -182,6 +194,9 @@ def to_documents(result: Result) -> list[LCDocument]:
             "start": passage.start,
             "end": passage.end,
             "tokens": dict(tokens),
+            "failed_windows": result.failed_windows,
+            "dropped_tags": result.dropped_tags,
+            "warnings": list(result.warnings),
         }
         if passage.score is not None:
             metadata["score"] = passage.score

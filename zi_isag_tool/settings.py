@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     extract_chunk: int = Field(
         8, ge=1, le=1024, description="Windows per extractor call: the unit of progress and cancellation."
     )
+    extract_budget: float | None = Field(
+        120.0,
+        gt=0,
+        description=(
+            "Seconds the extract stage of one call may take in all; windows not done by then fail "
+            "('extraction budget spent') and the call returns what it has. None: no limit."
+        ),
+    )
 
     # transformers backend
     model_path: str | None = Field(
@@ -62,9 +70,24 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("openai_api_key", "ZI_ISAG_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
-    openai_timeout: float = Field(60.0, gt=0)
+    openai_timeout: float = Field(
+        60.0, gt=0, description="Overall seconds per request attempt: connect, send, wait and read together."
+    )
     openai_max_retries: int = Field(3, ge=0, le=10)
     openai_concurrency: int = Field(8, ge=1, le=256)
+    openai_max_response_bytes: int = Field(
+        1_000_000, ge=1024, description="Cap on the bytes of one answer read; a longer answer fails its window."
+    )
+    openai_max_retry_after: float = Field(
+        30.0, ge=0, description="Longest server-asked Retry-After wait honoured, seconds."
+    )
+    api_proxy: str | None = Field(
+        None,
+        description=(
+            "Proxy URL (http:// or https://) for the API clients (Tavily, OpenAI-compatible). They never "
+            "read HTTP(S)_PROXY from the environment."
+        ),
+    )
 
     # --- agent tools (MCP web_extract, LangChain ZiIsagWebExtract) -----------------------------
     tool_max_tokens: int = Field(
@@ -114,12 +137,44 @@ class Settings(BaseSettings):
     per_host_concurrency: int = Field(4, ge=1, le=64)
     respect_robots: bool = False
     user_agent: str = "zi-isag-tool/0.1 (+https://pypi.org/project/zi-isag-tool/)"
+    fetch_proxy: str | None = Field(
+        None,
+        description=(
+            "Proxy URL (http:// or https://) for fetching pages. The URL guard still checks every URL, "
+            "but the proxy resolves names itself, so connections are no longer pinned to the checked "
+            "addresses: restrict the proxy's own egress."
+        ),
+    )
+    convert_workers: int | None = Field(
+        None, ge=1, le=64, description="Conversion worker processes per fetcher; None: the available cores (at most 8)."
+    )
+    convert_memory_mb: int | None = Field(
+        2048, ge=256, description="Address-space cap of each conversion worker, MB; None: no cap."
+    )
     allow_local_files: bool = Field(True, description="Accept local file paths as sources (off in the MCP server).")
     local_roots: list[Path] = Field(
         default_factory=list, description="When non-empty, local sources must lie under one of these folders."
     )
     cache_dir: Path | None = Field(None, description="On-disk page cache; None disables it.")
     cache_ttl: float = Field(3600.0, ge=0)
+
+    # --- MCP server ----------------------------------------------------------------------------
+    mcp_max_calls: int = Field(
+        4, ge=1, le=256, description="web_extract calls an MCP server runs at once; more wait in line."
+    )
+    mcp_queue_timeout: float = Field(
+        30.0, ge=0, description="Seconds a web_extract call waits for a free slot before a 'busy, retry' error."
+    )
+
+    @field_validator("fetch_proxy", "api_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a proxy must be an http:// or https:// URL, e.g. http://proxy.internal:3128")
+        return value
 
     @field_validator("extractor")
     @classmethod

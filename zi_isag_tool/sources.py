@@ -51,10 +51,8 @@ def _check_local_allowed(path: Path, settings: Settings) -> None:
             raise PermissionError("this path is outside the allowed directories")
 
 
-def load_local_file(source: str, settings: Settings) -> tuple[Document | None, SourceResult]:
-    """Read and convert one local file; failures become a status, never an exception."""
-    from .web.convert import convert_local_file
-
+def local_file_path(source: str, settings: Settings) -> tuple[Path | None, SourceResult | None]:
+    """The path to read for ``source``, or why it may not or cannot be read."""
     path = Path(source).expanduser()
     try:
         _check_local_allowed(path, settings)
@@ -62,16 +60,53 @@ def load_local_file(source: str, settings: Settings) -> tuple[Document | None, S
             return None, SourceResult(source, "error", "file not found")
         if path.stat().st_size > settings.max_page_bytes:
             return None, SourceResult(source, "too_large", f"file is larger than {settings.max_page_bytes} bytes")
-        title, text = convert_local_file(path)
     except PermissionError as exc:
         return None, SourceResult(source, "blocked", str(exc))
-    except InputError as exc:
-        return None, SourceResult(source, "unsupported", str(exc))
-    except (OSError, UnicodeError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         logger.warning("could not read %s: %s", source, exc)
         return None, SourceResult(source, "error", f"could not read file ({type(exc).__name__})")
+    return path, None
+
+
+def local_file_failure(source: str, exc: Exception) -> SourceResult | None:
+    """The status of a local file whose conversion raised ``exc``; None when ``exc`` is unexpected."""
+    from .web.convert_pool import ConversionFailed
+
+    if isinstance(exc, ConversionFailed):
+        return SourceResult(source, exc.status, exc.message)
+    if isinstance(exc, PermissionError):
+        return SourceResult(source, "blocked", str(exc))
+    if isinstance(exc, InputError):
+        return SourceResult(source, "unsupported", str(exc))
+    if isinstance(exc, (OSError, UnicodeError, ValueError)):
+        logger.warning("could not read %s: %s", source, exc)
+        return SourceResult(source, "error", f"could not read file ({type(exc).__name__})")
+    return None
+
+
+def local_document(source: str, path: Path, title: str, text: str) -> tuple[Document, SourceResult]:
     title = title or path.name
     return Document(source=source, text=text, title=title), SourceResult(source, "ok", title=title)
+
+
+def load_local_file(source: str, settings: Settings) -> tuple[Document | None, SourceResult]:
+    """Read and convert one local file in this process; failures become a status, never an exception.
+
+    The pipeline converts in its fetcher's worker processes instead (``Fetcher.convert_local_file``)."""
+    from .web.convert import convert_local_file
+
+    path, refused = local_file_path(source, settings)
+    if path is None:
+        assert refused is not None
+        return None, refused
+    try:
+        title, text = convert_local_file(path)
+    except Exception as exc:
+        failure = local_file_failure(source, exc)
+        if failure is None:
+            raise
+        return None, failure
+    return local_document(source, path, title, text)
 
 
 def dedupe(sources: Sequence[str]) -> list[str]:

@@ -124,6 +124,7 @@ class TavilySearch:
         timeout: float = 30,
         max_retries: int = 2,
         retry_backoff: float = 0.5,
+        proxy: str | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get("TAVILY_API_KEY") or None
@@ -142,6 +143,7 @@ class TavilySearch:
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
+        self.proxy = proxy
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TavilySearch:
@@ -153,6 +155,7 @@ class TavilySearch:
             time_range=settings.time_range,
             include_domains=settings.include_domains,
             exclude_domains=settings.exclude_domains,
+            proxy=settings.api_proxy,
         )
 
     def __repr__(self) -> str:
@@ -190,10 +193,13 @@ class TavilySearch:
             kwargs["exclude_domains"] = list(self.exclude_domains)
 
         where = self.base_url or "api.tavily.com"
+        # Our own HTTP client: the environment's HTTP(S)_PROXY (or TAVILY_*_PROXY) is never picked up
+        # silently; a proxy is the explicit ``api_proxy`` setting.
+        http = httpx.AsyncClient(
+            base_url=self.base_url or "https://api.tavily.com", trust_env=False, proxy=self.proxy
+        )
         try:
-            async with AsyncTavilyClient(
-                api_key=self._api_key.get_secret_value(), api_base_url=self.base_url
-            ) as client:
+            async with http, AsyncTavilyClient(api_key=self._api_key.get_secret_value(), client=http) as client:
                 return await client.search(query, **kwargs)
         except tavily_errors.InvalidAPIKeyError:
             raise SearchError(

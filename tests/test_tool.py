@@ -103,7 +103,10 @@ def test_content_is_the_readable_text_and_the_artifact_the_json(tool: ZiIsagWebE
     message = tool.invoke(_call({"query": DEMO_QUERY, "urls": example_sources()}))
     assert isinstance(message, ToolMessage) and message.status == "success" and message.name == "web_extract"
     data = message.artifact
-    assert set(data) == {"query", "passages", "sources", "tokens", "passages_left_out", "warnings"}
+    assert set(data) == {
+        "query", "passages", "sources", "tokens", "passages_left_out", "windows", "failed_windows", "dropped_tags",
+        "warnings",
+    }
     assert data["passages"] and [s["status"] for s in data["sources"]] == ["ok"] * 3
     for passage in data["passages"]:
         text = Path(passage["source"]).read_text(encoding="utf-8")

@@ -302,3 +302,17 @@ def test_tag_document_segments_are_segment_views_of_segment(counter, text: str, 
         assert as_tuple == w and hash(as_tuple) == hash(w)
         with pytest.raises(dataclasses.FrozenInstanceError):
             w.segments = ()  # type: ignore[misc]
+
+
+def test_windows_carry_the_document_title_and_given_kinds(counter) -> None:
+    doc = Document("page", "# Heading\n\nOne sentence. Two sentences.", title="The page title")
+    windows = tag_document(doc, document_index=3, counter=counter, window_tokens=16)
+    assert len(windows) > 1 and {w.title for w in windows} == {"The page title"}
+    assert windows[0].segments[0].kind == "heading"
+    given = windows_from_texts(
+        ["Title\n", "A sentence."], document_index=0, counter=counter, window_tokens=64,
+        kinds=["heading", "sentence"], title="T",
+    )
+    assert [s.kind for s in given[0].segments] == ["heading", "sentence"] and given[0].title == "T"
+    with pytest.raises(InputError):
+        windows_from_texts(["a", "b"], document_index=0, counter=counter, window_tokens=64, kinds=["sentence"])

@@ -364,6 +364,7 @@ def _pack(
     document_index: int,
     counter: TokenCounter,
     window_tokens: int,
+    title: str = "",
 ) -> list[TaggedWindow]:
     """The windows over ``segments``: a ``SegmentView`` (each window gets a view of its run, no
     ``Segment`` built) or any other sequence (each window gets a tuple). Each field is built for all
@@ -386,10 +387,11 @@ def _pack(
         views,
         list(map(_tagged_text, map(prompt.__getitem__, runs))),
         list(map(plain_tuple.__getitem__, runs)),
+        title,
     )
 
 
-_WINDOW_FIELDS = ("document_index", "window_index", "first_tag", "segments", "tagged_text", "plain_texts")
+_WINDOW_FIELDS = ("document_index", "window_index", "first_tag", "segments", "tagged_text", "plain_texts", "title")
 _WINDOW_SETTERS = dataclass_slot_setters(TaggedWindow, _WINDOW_FIELDS)
 
 
@@ -399,12 +401,13 @@ def _make_windows(
     segments: list[Sequence[Segment]],
     tagged: list[str],
     plains: list[tuple[str, ...]],
+    title: str,
 ) -> list[TaggedWindow]:
     """``TaggedWindow`` records, numbered from 0. The frozen dataclass's ``__init__`` stores each field
     through ``object.__setattr__``; when that is all it does, the slot setters called from C build
     the same objects faster."""
     n = len(first_tags)
-    columns = (itertools.repeat(document_index, n), range(n), first_tags, segments, tagged, plains)
+    columns = (itertools.repeat(document_index, n), range(n), first_tags, segments, tagged, plains, itertools.repeat(title, n))
     if _WINDOW_SETTERS is None:
         return list(map(TaggedWindow, *columns))
     return build_from_columns(TaggedWindow, _WINDOW_SETTERS, columns, n)
@@ -452,11 +455,13 @@ def build_windows(
     counter: TokenCounter,
     window_tokens: int,
     costs: Sequence[int] | None = None,
+    title: str = "",
 ) -> list[TaggedWindow]:
     """Pack consecutive ``segments`` of ``text`` into windows within ``window_tokens`` (see the module
     docstring for the measure). Tags restart at 1 in every window; ``first_tag`` is the
     document-level number of a window's ``<T-1>``. ``costs``: each segment's prompt cost as
-    ``prompt_costs`` gives it, when the caller has it already (then nothing is counted here)."""
+    ``prompt_costs`` gives it, when the caller has it already (then nothing is counted here).
+    ``title``: the document's title, carried by every window as scoring context."""
     _check_budget(counter, window_tokens)
     plain, starts = _plain_texts(text, segments)
     prompt = _prompt_texts(text, plain, starts)
@@ -469,6 +474,7 @@ def build_windows(
         document_index=document_index,
         counter=counter,
         window_tokens=window_tokens,
+        title=title,
     )
 
 
@@ -523,6 +529,7 @@ def tag_document(
         document_index=document_index,
         counter=counter,
         window_tokens=window_tokens,
+        title=document.title,
     )
 
 
@@ -566,16 +573,23 @@ def windows_from_texts(
     document_index: int,
     counter: TokenCounter,
     window_tokens: int,
+    kinds: Sequence[SegmentKind] | None = None,
+    title: str = "",
 ) -> list[TaggedWindow]:
     """Windows over segments given as strings (for example HotpotQA's sentences): segment ``i`` is
-    ``texts[i]``, at its offsets in ``"".join(texts)``, and stays one tag whatever its size."""
+    ``texts[i]``, at its offsets in ``"".join(texts)``, and stays one tag whatever its size.
+    ``kinds``: each segment's kind (default: ``blank`` for whitespace, else ``sentence``)."""
+    if kinds is not None and len(kinds) != len(texts):
+        raise InputError(f"kinds must give one kind per text ({len(texts)} texts, {len(kinds)} kinds).")
     segs: list[Segment] = []
     pos = 0
     for i, t in enumerate(texts):
         if not t:
             raise InputError(f"text #{i} is empty; a segment cannot be empty (drop or merge it first).")
-        segs.append(Segment(pos, pos + len(t), "blank" if t.isspace() else "sentence"))
+        kind: SegmentKind = kinds[i] if kinds is not None else ("blank" if t.isspace() else "sentence")
+        segs.append(Segment(pos, pos + len(t), kind))
         pos += len(t)
     return build_windows(
-        "".join(texts), segs, document_index=document_index, counter=counter, window_tokens=window_tokens
+        "".join(texts), segs, document_index=document_index, counter=counter, window_tokens=window_tokens,
+        title=title,
     )

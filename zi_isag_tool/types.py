@@ -51,6 +51,8 @@ class TaggedWindow:
     """``<T-1>…</T-1><T-2>…</T-2>…`` with tag look-alikes in the content neutralised."""
     plain_texts: tuple[str, ...]
     """The original text of each segment, in order (same length as ``segments``)."""
+    title: str = ""
+    """The document's title: context for scoring its segments (scorer backends), never a tag."""
 
     @property
     def n_tags(self) -> int:

@@ -30,7 +30,7 @@ from zi_isag_tool.datasets.needlebench import DEFAULT_DEPTHS, DEFAULT_LENGTHS
 from zi_isag_tool.errors import ZiIsagError
 
 from .extractors import DEFAULT_EXTRACTORS, ExtractorPool, split_specs
-from .loaders import FORMATS
+from .loaders import FORMATS, LAYOUTS
 from .report import write_report, write_results
 from .suites import SUITES, Context, EvalConfig, SuiteResult
 
@@ -74,6 +74,14 @@ def _suites(text: str) -> str:
     return "all" if "all" in names else ",".join(dict.fromkeys(names))
 
 
+def _layouts(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in LAYOUTS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown layout {', '.join(bad) or text!r}; choose from {', '.join(LAYOUTS)}")
+    return list(dict.fromkeys(names))
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -108,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="needlebench multi-hop items: held-out eval share (default), the calibration share, or all",
     )
     parser.add_argument("--negatives", type=_share, default=0.2, metavar="SHARE", help="share of no-answer items (hotpotqa, needlebench; default 0.2)")
+    parser.add_argument(
+        "--layout", type=_layouts, default=["pages", "one"], metavar="LAYOUTS",
+        help="hotpotqa: present each item's paragraphs as separate pages (pages), as one document (one), "
+        "or both, comma-separated; the first gives the headline metrics (default: pages,one)",
+    )
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint for openai:MODEL extractors")
     parser.add_argument("--window-tokens", type=int, default=None, help="override every extractor's window size")
     parser.add_argument("--repeats", type=_positive, default=3, help="speed suite repetitions (default 3)")
@@ -132,6 +145,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         hop_items=args.hop_items,
         split=args.split,
         negatives_share=args.negatives,
+        layouts=args.layout,
         base_url=args.base_url,
         window_tokens=args.window_tokens,
         repeats=args.repeats,

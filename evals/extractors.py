@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_EXTRACTORS", "split_specs", "ExtractorPool", "extractor_settings", "counter_of"]
 
-DEFAULT_EXTRACTORS: tuple[str, ...] = ("full", "lead", "bm25", "embedding", "hybrid")
+DEFAULT_EXTRACTORS: tuple[str, ...] = ("full", "lead", "bm25", "embedding", "hybrid", "ranker")
 
 
 def split_specs(values: Iterable[str] | None) -> list[str]:

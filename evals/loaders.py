@@ -47,6 +47,7 @@ from zi_isag_tool.datasets.needlebench import (
     Split,
 )
 from zi_isag_tool.errors import InputError
+from zi_isag_tool.types import SegmentKind
 
 from .scoring import read_gold_tags
 
@@ -57,6 +58,7 @@ __all__ = [
     "Format",
     "EvalItem",
     "default_data_path",
+    "LAYOUTS",
     "load_hotpotqa",
     "load_zi_isag",
     "load_needlebench",
@@ -77,18 +79,27 @@ class EvalItem:
     query: str
     kind: str
     texts: tuple[str, ...] | None = None
-    """Pre-segmented document: one segment per string."""
+    """Pre-segmented content: one segment per string (all documents, in order)."""
     gold_tags: frozenset[int] | None = None
-    """With ``texts``: 1-based numbers of the gold segments (empty: a negative item)."""
+    """With ``texts``: 1-based numbers of the gold segments over all of ``texts`` (empty: a negative item)."""
     text: str | None = None
     """Raw document, cut by the project's segmenter."""
     gold_spans: tuple[tuple[int, int], ...] | None = None
     """With ``text``: character spans of the gold content (empty: a negative item)."""
+    kinds: tuple[SegmentKind, ...] | None = None
+    """With ``texts``: each segment's kind (``heading`` for titles rendered in the text); default sentences."""
+    documents: tuple[tuple[str, int], ...] | None = None
+    """With ``texts``: ``(title, number of segments)`` per document, as separate pages of one call;
+    None: all of ``texts`` is one untitled document."""
     meta: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.texts is None) == (self.text is None):
             raise ValueError("an EvalItem has either texts (pre-segmented) or text (raw), not both")
+        if self.kinds is not None and (self.texts is None or len(self.kinds) != len(self.texts)):
+            raise ValueError("kinds needs texts, one kind per text")
+        if self.documents is not None and (self.texts is None or sum(n for _, n in self.documents) != len(self.texts)):
+            raise ValueError("documents needs texts, and their segment counts must add up to len(texts)")
 
     @property
     def document_text(self) -> str:
@@ -97,6 +108,15 @@ class EvalItem:
     @property
     def negative(self) -> bool:
         return not (self.gold_tags if self.texts is not None else self.gold_spans)
+
+    def document_parts(self) -> list[tuple[str, int, int]]:
+        """``(title, first, last)`` per document: its segments are ``texts[first:last]``."""
+        sizes = self.documents or (("", len(self.texts or ())),)
+        parts, first = [], 0
+        for title, n in sizes:
+            parts.append((title, first, first + n))
+            first += n
+        return parts
 
 
 def default_data_path(fmt: str) -> Path | None:
@@ -134,37 +154,68 @@ def _read_json_records(path: Path) -> list[dict[str, object]]:
     return read_json_objects(path, text)
 
 
-def _hotpot_item(
-    rec: dict[str, object], index: int, *, drop_titles: set[str] | None = None
-) -> tuple[EvalItem, set[str]]:
-    """The item of one record (or its negative when ``drop_titles`` is given) and its gold titles."""
+Layout = Literal["pages", "one"]
+LAYOUTS: tuple[str, ...] = ("pages", "one")
+
+
+def _hotpot_fields(rec: dict[str, object], index: int) -> tuple[str, list[tuple[str, list[str]]], set[tuple[str, int]]]:
+    """``(question, [(title, sentences)], {(title, sentence index)})`` of a record in HotpotQA's own
+    layout (``context: [[title, [sentence, ...]], ...]``, ``supporting_facts: [[title, i], ...]``; also
+    2WikiMultihopQA's) or the Hugging Face datasets layout (``context: {title: [...], sentences:
+    [[...], ...]}``, ``supporting_facts: {title: [...], sent_id: [...]}``)."""
     question = str(rec.get("question") or "").strip()
     context = rec.get("context")
+    if isinstance(context, dict):
+        context = list(zip(context.get("title") or [], context.get("sentences") or [], strict=False))
     if not question or not isinstance(context, list) or not context:
         raise InputError(f"HotpotQA record {index}: needs 'question' and a non-empty 'context'")
-    facts = rec.get("supporting_facts") or []
-    gold_keys = set()
-    for fact in facts if isinstance(facts, list) else []:
-        if isinstance(fact, (list, tuple)) and len(fact) >= 2:
-            gold_keys.add((str(fact[0]), int(fact[1])))
-    gold_titles = {t for t, _ in gold_keys}
-    texts: list[str] = []
-    gold: set[int] = set()
+    paragraphs: list[tuple[str, list[str]]] = []
     for para in context:
         if not (isinstance(para, (list, tuple)) and len(para) == 2 and isinstance(para[1], list)):
             raise InputError(f"HotpotQA record {index}: each context entry must be [title, [sentence, ...]]")
-        title, sentences = str(para[0]), [str(s) for s in para[1]]
+        paragraphs.append((str(para[0]), [str(x) for x in para[1]]))
+    facts = rec.get("supporting_facts") or []
+    if isinstance(facts, dict):
+        facts = list(zip(facts.get("title") or [], facts.get("sent_id") or [], strict=False))
+    gold: set[tuple[str, int]] = set()
+    for fact in facts if isinstance(facts, list) else []:
+        if isinstance(fact, (list, tuple)) and len(fact) >= 2:
+            gold.add((str(fact[0]), int(fact[1])))
+    return question, paragraphs, gold
+
+
+def _hotpot_item(
+    rec: dict[str, object], index: int, *, layout: Layout = "pages", drop_titles: set[str] | None = None
+) -> tuple[EvalItem, set[str]]:
+    """The item of one record (or its negative when ``drop_titles`` is given) and its gold titles.
+
+    ``pages``: each paragraph is a document of its own, titled, its sentences one segment each (the
+    case of several pages for one query). ``one``: all paragraphs in one document, each as its title
+    (a ``heading`` segment ``"{title}\\n"``) and its sentences, separated by a blank line (appended to
+    the paragraph's last sentence)."""
+    question, paragraphs, gold_keys = _hotpot_fields(rec, index)
+    texts: list[str] = []
+    kinds: list[SegmentKind] = []
+    documents: list[tuple[str, int]] = []
+    gold: set[int] = set()
+    for title, sentences in paragraphs:
         if drop_titles is not None and title in drop_titles:
             continue
-        if texts:
-            texts[-1] += "\n\n"
-        texts.append(f"{title}\n")
+        before = len(texts)
+        if layout == "one":
+            if texts:
+                texts[-1] += "\n\n"
+            texts.append(f"{title}\n")
+            kinds.append("heading")
         for j, sentence in enumerate(sentences):
-            if not sentence:
+            if not sentence.strip():
                 continue  # an empty string is no segment
             texts.append(sentence)
+            kinds.append("sentence")
             if (title, j) in gold_keys and drop_titles is None:
                 gold.add(len(texts))
+        if len(texts) > before:
+            documents.append((title, len(texts) - before))
     rid = str(rec.get("_id") or rec.get("id") or f"hotpotqa-{index}")
     negative = drop_titles is not None
     item = EvalItem(
@@ -173,37 +224,44 @@ def _hotpot_item(
         kind="hotpotqa",
         texts=tuple(texts),
         gold_tags=frozenset(gold),
-        meta={"answer": rec.get("answer", ""), "type": rec.get("type", ""), "level": rec.get("level", "")},
+        kinds=tuple(kinds),
+        documents=tuple(documents) if layout == "pages" else None,
+        meta={
+            "answer": rec.get("answer", ""),
+            "type": rec.get("type", ""),
+            "level": rec.get("level", ""),
+            "layout": layout,
+        },
     )
-    return item, gold_titles
+    return item, {t for t, _ in gold_keys}
 
 
-def load_hotpotqa(path: str | Path, *, negatives_share: float = 0.2, seed: int = 0) -> list[EvalItem]:
-    """HotpotQA distractor items, plus negatives making up ``negatives_share`` of the result."""
+def load_hotpotqa(
+    path: str | Path, *, negatives_share: float = 0.2, seed: int = 0, layout: Layout = "pages"
+) -> list[EvalItem]:
+    """HotpotQA distractor items (or 2WikiMultihopQA, same shape), plus negatives making up
+    ``negatives_share`` of the result: an item's question over its context with every gold
+    paragraph dropped. ``layout``: ``pages`` (a document per paragraph) or ``one`` (see ``_hotpot_item``)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"HotpotQA data {path} is not a file; give --data the distractor JSON.")
+    if layout not in LAYOUTS:
+        raise InputError(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
     positives: list[EvalItem] = []
-    titles: list[set[str]] = []
-    records = _read_json_records(path)
-    for i, rec in enumerate(records):
-        item, gold_titles = _hotpot_item(rec, i)
+    sources: list[tuple[dict[str, object], int, set[str]]] = []
+    for i, rec in enumerate(_read_json_records(path)):
+        item, gold_titles = _hotpot_item(rec, i, layout=layout)
         if item.negative:  # no supporting fact matched a sentence: not a usable positive
             logger.warning("HotpotQA record %s has no supporting sentence in its context; skipped", item.id)
             continue
         positives.append(item)
-        titles.append(gold_titles)
+        sources.append((rec, i, gold_titles))
     negatives: list[EvalItem] = []
     if 0 < negatives_share < 1 and positives:
         count = min(len(positives), round(len(positives) * negatives_share / (1 - negatives_share)))
-        by_id = {str(r.get("_id") or r.get("id") or f"hotpotqa-{i}"): r for i, r in enumerate(records)}
         for k in sorted(random.Random(f"hotpotqa-neg:{seed}").sample(range(len(positives)), count)):
-            base = positives[k]
-            rec = by_id[base.id]
-            try:
-                neg, _ = _hotpot_item(rec, k, drop_titles=titles[k])
-            except InputError:
-                continue
+            rec, i, gold_titles = sources[k]
+            neg, _ = _hotpot_item(rec, i, layout=layout, drop_titles=gold_titles)
             if neg.texts:  # a context made only of gold paragraphs leaves nothing to ask over
                 negatives.append(neg)
     return positives + negatives
@@ -335,6 +393,7 @@ def load_items(
     lengths: Sequence[int] = DEFAULT_LENGTHS,
     depths: Sequence[float] = DEFAULT_DEPTHS,
     split: Split | Literal["all"] = "eval",
+    layout: Layout = "pages",
 ) -> list[EvalItem]:
     """Items of ``fmt`` from ``data`` (or the format's default location), subsampled to ``limit``."""
     if fmt not in FORMATS:
@@ -345,7 +404,7 @@ def load_items(
     if not path.exists():
         raise InputError(f"Data path {path} does not exist.")
     if fmt == "hotpotqa":
-        return subsample(load_hotpotqa(path, negatives_share=negatives_share, seed=seed), limit, seed)
+        return subsample(load_hotpotqa(path, negatives_share=negatives_share, seed=seed, layout=layout), limit, seed)
     if fmt == "zi-isag":
         return subsample(load_zi_isag(path), limit, seed)
     n = limit if limit is not None else DEFAULT_NEEDLEBENCH_ITEMS

@@ -21,6 +21,7 @@ _QUALITY = [
     ("errors", "errors"),
 ]
 _KIND_KEYS = [("tag_recall", "recall"), ("tag_precision", "precision"), ("tag_f1", "F1"), ("context_token_ratio", "kept/content")]
+_LAYOUT_KEYS = [*_KIND_KEYS[:3], ("negative_em", "negative EM"), *_KIND_KEYS[3:]]
 _SAVINGS = [
     ("context_token_ratio", "kept/content"),
     ("tag_markup_overhead", "markup overhead"),
@@ -124,6 +125,21 @@ def _by_kind(suite: dict[str, dict[str, Any]]) -> list[str]:
     )
 
 
+def _by_layout(suite: dict[str, dict[str, Any]]) -> list[str]:
+    rows: dict[str, dict[str, Any]] = {}
+    for name, metrics in suite.items():
+        for layout, lm in (metrics.get("by_layout") or {}).items():
+            rows[f"{name} · {layout}"] = lm
+    if not rows:
+        return []
+    return [
+        "",
+        "By layout (pages: each paragraph a document of its own, as several pages of one call; one: all "
+        "paragraphs in one document; negatives included):",
+        "",
+    ] + _table(rows, _LAYOUT_KEYS, first="extractor · layout")
+
+
 def render_report(results: dict[str, Any]) -> str:
     lines = ["# zi-isag-tool evals", "", "```", str(results.get("command", "")), "```", ""]
     settings = results.get("settings") or {}
@@ -165,6 +181,7 @@ def render_report(results: dict[str, Any]) -> str:
             ]
         else:
             lines += _table(per_extractor, _QUALITY)
+            lines += _by_layout(per_extractor)
             lines += _by_kind(per_extractor)
         for plot in suite_info.get("plots") or []:
             lines += ["", f"![{suite}]({plot})"]

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="let web_extract read local files under DIR (off by default); repeatable",
     )
-    parser.add_argument("--extractor", default=None, help="extractor backend (default: $ZI_ISAG_EXTRACTOR or embedding)")
+    parser.add_argument("--extractor", default=None, help="extractor backend (default: $ZI_ISAG_EXTRACTOR or ranker)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 

@@ -134,12 +134,13 @@ def test_query_and_savings_in_process(tmp_path: Path) -> None:
     cfg = EvalConfig(
         suite="savings", extractors=["full", "lead", "no-such-backend"], format="hotpotqa",
         data=str(FIXTURES / "hotpotqa_mini.json"), negatives_share=0.0, out=str(tmp_path), progress=False,
+        layouts=["one"],
     )
     results = run_evals(cfg, "python -m evals savings ...")
     suite = results["suites"]["savings"]
     assert "error" in suite["no-such-backend"]  # a bad spec is reported, the others still run
     lead = suite["lead"]
-    # lead keeps the first 5 segments of each item: mini-1 hits tag 2 of {2, 6}; mini-2 hits 3 and 5 of
+    # One document per item; lead keeps its first 5 segments: mini-1 hits tag 2 of {2, 6}; mini-2 hits 3 and 5 of
     # {3, 5, 7}; mini-3 hits 2 and 5 of {2, 5}
     assert lead["tag_recall"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
     assert lead["tag_precision"] == pytest.approx((1 / 5 + 2 / 5 + 2 / 5) / 3)

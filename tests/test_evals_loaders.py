@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,20 +27,59 @@ UPSTREAM = UPSTREAM_EXAMPLES_DIR
 # --- HotpotQA ---------------------------------------------------------------------------------
 
 
-def test_hotpotqa_positives_segments_and_gold() -> None:
-    items = load_hotpotqa(FIXTURES / "hotpotqa_mini.json", negatives_share=0.0)
+def test_hotpotqa_one_document_layout_segments_and_gold() -> None:
+    items = load_hotpotqa(FIXTURES / "hotpotqa_mini.json", negatives_share=0.0, layout="one")
     assert [it.id for it in items] == ["mini-1", "mini-2", "mini-3"]
     first = items[0]
-    assert first.texts is not None and first.gold_tags is not None
+    assert first.texts is not None and first.gold_tags is not None and first.documents is None
     # title heading, 2 sentences, title, 3 sentences, title, 2 sentences
     assert len(first.texts) == 10
-    assert first.texts[0] == "Lantern Clock Museum\n"
+    assert first.texts[0] == "Lantern Clock Museum\n" and first.kinds is not None and first.kinds[0] == "heading"
+    assert first.kinds.count("heading") == 3
     assert first.texts[2].startswith(" It holds") and first.texts[2].endswith("\n\n")
     gold_text = sorted(first.texts[t - 1].strip() for t in first.gold_tags)
     assert gold_text == ["The Lantern Clock Museum is a small museum in Brackenford.", "The river Weller flows through Brackenford."]
     assert first.gold_tags == frozenset({2, 6})
     assert items[1].gold_tags == frozenset({3, 5, 7})
     assert not any(it.negative for it in items)
+
+
+def test_hotpotqa_pages_layout_one_titled_document_per_paragraph() -> None:
+    items = load_hotpotqa(FIXTURES / "hotpotqa_mini.json", negatives_share=0.0)
+    first = items[0]
+    assert first.meta["layout"] == "pages" and first.texts is not None
+    assert first.documents == (("Lantern Clock Museum", 2), ("Brackenford", 3), ("Copper Hollow", 2))
+    assert len(first.texts) == 7 and set(first.kinds or ()) == {"sentence"}
+    gold_text = sorted(first.texts[t - 1].strip() for t in first.gold_tags or ())
+    assert gold_text == ["The Lantern Clock Museum is a small museum in Brackenford.", "The river Weller flows through Brackenford."]
+    parts = first.document_parts()
+    assert [(a, b) for _, a, b in parts] == [(0, 2), (2, 5), (5, 7)]
+
+
+def test_hotpotqa_pages_are_tagged_as_separate_documents() -> None:
+    from evals.suites import tag_item
+    from zi_isag_tool.tokens import default_counter
+
+    first = load_hotpotqa(FIXTURES / "hotpotqa_mini.json", negatives_share=0.0)[0]
+    windows, spans, gold, offsets = tag_item(first, default_counter(), 2048)
+    assert [w.document_index for w in windows] == [0, 1, 2] and offsets == [0, 2, 5]
+    assert [w.title for w in windows] == [t for t, _ in first.documents or ()]
+    assert gold == first.gold_tags and len(spans) == 7
+    text = first.document_text
+    assert [text[a:b] for a, b in spans] == list(first.texts or ())
+
+
+def test_hotpotqa_reads_the_hugging_face_layout(tmp_path: Path) -> None:
+    record = {
+        "id": "hf-1",
+        "question": "Where does the Weller flow?",
+        "context": {"title": ["River Weller", "Other"], "sentences": [["The Weller flows east.", " It is short."], ["Noise."]]},
+        "supporting_facts": {"title": ["River Weller"], "sent_id": [0]},
+    }
+    path = tmp_path / "hf.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    [item] = load_hotpotqa(path, negatives_share=0.0)
+    assert item.id == "hf-1" and item.gold_tags == frozenset({1}) and item.documents == (("River Weller", 2), ("Other", 1))
 
 
 def test_hotpotqa_negatives_drop_gold_paragraphs() -> None:

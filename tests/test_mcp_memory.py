@@ -32,7 +32,7 @@ RESULT_KEYS = {"query", "passages", "sources", "tokens", "passages_left_out", "w
 def pinned_embedding() -> EmbeddingExtractor:
     """The embedded MiniLM extractor with fixed selection thresholds (these tests check the adapter,
     not the calibration of the default rule); the model itself is loaded once per process."""
-    return EmbeddingExtractor(rule=SelectionRule(floor=0.3, margin=0.25, cap=5))
+    return EmbeddingExtractor(rule=SelectionRule(floor=0.3, min_score=0.2, budget=8, per_document=5))
 
 
 @pytest.fixture(scope="module")

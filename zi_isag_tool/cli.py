@@ -57,7 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--extractor", "-e", default=None,
-        help=f"backend: {', '.join(EXTRACTOR_NAMES)}; 'transformers:PATH', 'openai:MODEL' (default: $ZI_ISAG_EXTRACTOR or embedding)",
+        help=f"backend: {', '.join(EXTRACTOR_NAMES)}; 'transformers:PATH', 'openai:MODEL' (default: $ZI_ISAG_EXTRACTOR or ranker)",
     )
     p.add_argument("--max-tokens", type=int, default=None, metavar="N", help="token budget for the passages")
     p.add_argument("--max-passages", type=int, default=None, metavar="N")

@@ -27,7 +27,7 @@ class TagExtractCompressor(BaseDocumentCompressor):
     original.page_content[start:end]``) and cost a handful of output tokens.
 
     Setup:
-        Install ``zi-isag-tool``; the default ``embedding`` extractor runs locally, offline. For
+        Install ``zi-isag-tool``; the default ``ranker`` extractor runs locally, offline. For
         ``ContextualCompressionRetriever`` also install ``langchain-classic``.
 
         .. code-block:: bash
@@ -36,7 +36,7 @@ class TagExtractCompressor(BaseDocumentCompressor):
 
     Key init args:
         extractor: str | Extractor
-            Extractor backend: ``embedding`` (default), ``bm25``, ``transformers:PATH``,
+            Extractor backend: ``ranker`` (default), ``embedding``, ``bm25``, ``transformers:PATH``,
             ``openai:MODEL``... or an already built ``Extractor``.
         k: int | None
             Maximum number of passages kept over all documents (``None``: all selected).
@@ -84,7 +84,7 @@ class TagExtractCompressor(BaseDocumentCompressor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    extractor: Any = Field(default=None, description="Extractor name (e.g. 'embedding', 'bm25') or an Extractor.")
+    extractor: Any = Field(default=None, description="Extractor name (e.g. 'ranker', 'bm25') or an Extractor.")
     k: int | None = Field(default=None, ge=1, description="Maximum number of passages kept.")
     max_tokens: int | None = Field(default=None, ge=1, description="Token budget for the passages kept.")
     settings: Settings | None = Field(default=None, exclude=True, description="Base settings; fields override it.")

@@ -341,8 +341,10 @@ class Pipeline:
         selections: list[WindowSelection] = []
         await _report(progress, "extract", 0, len(windows))
         budget = self.settings.extract_budget
+        # Scorer backends rank across every document of the call: they get all windows at once.
+        chunk = len(windows) if getattr(extractor, "ranks_whole_call", False) else self.settings.extract_chunk
         with extraction_deadline(budget):
-            for part in _chunks_by_document(windows, self.settings.extract_chunk):
+            for part in _chunks_by_document(windows, max(chunk, 1)):
                 assert extractor is not None
                 # Chunks are the points where a cancelled call stops spending compute.
                 selections.extend(await _extract_within_budget(extractor, query, part, budget))
@@ -472,8 +474,8 @@ async def _load_file(fetcher: Fetcher, source: str, settings: Settings) -> tuple
 
 
 def _chunks_by_document(windows: list[TaggedWindow], size: int) -> list[list[TaggedWindow]]:
-    """Consecutive windows in groups of about ``size``, never splitting a document: scorer
-    backends select per document, so a document must reach the extractor whole."""
+    """Consecutive windows in groups of about ``size``, never splitting a document (a backend may
+    pool a document's windows)."""
     chunks: list[list[TaggedWindow]] = []
     current: list[TaggedWindow] = []
     for i, window in enumerate(windows):

@@ -53,7 +53,7 @@ class ZiIsagRetriever(BaseRetriever):
         max_results: int | None
             Number of search results to read when searching (1-20).
         extractor: str | Extractor
-            Extractor backend: ``embedding`` (default, runs locally), ``bm25``, ``transformers:PATH``,
+            Extractor backend: ``ranker`` (default, runs locally), ``embedding``, ``bm25``, ``transformers:PATH``,
             ``openai:MODEL``... or an already built ``Extractor``.
         search: str
             Search backend(s): ``tavily``, ``searxng`` or ``tavily,searxng`` (merged by rank fusion);
@@ -115,7 +115,7 @@ class ZiIsagRetriever(BaseRetriever):
     max_tokens: int | None = Field(default=None, ge=1, description="Token budget for the passages.")
     sources: list[str] | None = Field(default=None, description="URLs or local paths to read instead of searching.")
     max_results: int | None = Field(default=None, ge=1, le=20, description="Search results to read.")
-    extractor: Any = Field(default=None, description="Extractor name (e.g. 'embedding', 'bm25') or an Extractor.")
+    extractor: Any = Field(default=None, description="Extractor name (e.g. 'ranker', 'bm25') or an Extractor.")
     search: str | None = Field(default=None, description="Search backend name (default: settings, 'tavily').")
     search_backend: Any = Field(default=None, exclude=True, description="A SearchBackend object to search with.")
     tavily_api_key: SecretStr | None = Field(default_factory=secret_from_env("TAVILY_API_KEY", default=None))

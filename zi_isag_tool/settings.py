@@ -31,10 +31,10 @@ class Settings(BaseSettings):
 
     # --- extraction -------------------------------------------------------------------------
     extractor: str = Field(
-        "embedding",
+        "ranker",
         description=(
-            "Extractor backend: embedding, bm25, hybrid, lead, full, smollm2-tags, transformers[:PATH], "
-            "openai[:MODEL]."
+            "Extractor backend: ranker (default), embedding, bm25, hybrid, lead, full, smollm2-tags, "
+            "transformers[:PATH], openai[:MODEL]."
         ),
     )
     window_tokens: int | None = Field(
@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     max_passages: int | None = Field(None, ge=1, description="Maximum number of passages returned.")
     max_query_chars: int = Field(4000, ge=1, description="Longer queries are refused with a clear error.")
     max_segment_chars: int = Field(2000, ge=64, description="Longer sentences/blocks are cut at whitespace.")
+    neighbours: bool = Field(
+        True,
+        description="Scorer backends: a kept sentence that opens with a back-reference ('He', 'It', 'This') "
+        "brings the sentence before it, so the passage reads on its own.",
+    )
+    shortlist: int | None = Field(
+        256,
+        ge=1,
+        description="Model-based scorer backends: candidates per call the model scores, chosen by BM25 "
+        "(bounds the cost of a call on long pages); None scores every candidate.",
+    )
     extract_chunk: int = Field(
         8, ge=1, le=1024, description="Windows per extractor call: the unit of progress and cancellation."
     )

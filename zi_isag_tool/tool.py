@@ -54,7 +54,7 @@ class ZiIsagWebExtract(BaseTool):
         searxng_url: str | None
             A SearXNG instance with its JSON format on; read from ``ZI_ISAG_SEARXNG_URL``.
         extractor: str | Extractor
-            Extractor backend: ``embedding`` (default, runs locally), ``bm25``, ``transformers:PATH``,
+            Extractor backend: ``ranker`` (default, runs locally), ``embedding``, ``bm25``, ``transformers:PATH``,
             ``openai:MODEL``... or an already built ``Extractor`` (shared, loaded once).
         allow_dirs: list[str]
             Local folders whose files a call may name in ``urls``; none by default, so a model's
@@ -124,7 +124,7 @@ class ZiIsagWebExtract(BaseTool):
     search: str | None = Field(default=None, description="Search backend(s), e.g. 'searxng' or 'tavily,searxng'.")
     tavily_api_key: SecretStr | None = Field(default_factory=secret_from_env("TAVILY_API_KEY", default=None))
     searxng_url: str | None = Field(default_factory=from_env("ZI_ISAG_SEARXNG_URL", default=None))
-    extractor: Any = Field(default=None, description="Extractor name (e.g. 'embedding', 'bm25') or an Extractor.")
+    extractor: Any = Field(default=None, description="Extractor name (e.g. 'ranker', 'bm25') or an Extractor.")
     search_backend: Any = Field(default=None, exclude=True, description="A SearchBackend (or several) to search with.")
     allow_dirs: list[str] = Field(default_factory=list, description="Local folders a call may read files from.")
     settings: Settings | None = Field(default=None, exclude=True, description="Base settings; fields override it.")

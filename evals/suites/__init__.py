@@ -2,9 +2,10 @@
 extractor over items (errors counted per item, never fatal) and turning runs into scores.
 
 Metrics are computed on the extractor's own output: each item is tagged into ``TaggedWindow``s with
-the extractor's tokenizer and window size, all windows of the item go to ``extract`` in one call
-(backends pool a document's windows), and each window-local tag ``t`` maps to the document tag
-``window.first_tag + t - 1``. Token accounting (content, kept, answers) uses one counter for every
+the extractor's tokenizer and window size (one ``document_index`` per document of the item), all
+windows of the item go to ``extract`` in one call (scorer backends rank across the item's documents),
+and each window-local tag ``t`` maps to the item-level tag ``offset + window.first_tag + t - 1``, where
+``offset`` counts the tags of the item's earlier documents. Token accounting (content, kept, answers) uses one counter for every
 extractor (o200k_base) so that ratios compare across extractors.
 """
 
@@ -68,6 +69,8 @@ class EvalConfig:
     hop_items: int = 2
     split: str = "eval"
     negatives_share: float = 0.2
+    layouts: list[str] = field(default_factory=lambda: ["pages", "one"])
+    """HotpotQA document layouts, the first one headline (see ``loaders.load_hotpotqa``)."""
     base_url: str | None = None
     window_tokens: int | None = None
     repeats: int = 3
@@ -141,9 +144,9 @@ class Context:
     out_dir: Path = Path("runs/evals")
     _bench: NeedleBench | None = None
     _runs: dict[tuple[str, str], RunSet] = field(default_factory=dict)
-    _windows: dict[tuple[str, str, int], tuple[list[TaggedWindow], list[tuple[int, int]], frozenset[int]]] = field(
-        default_factory=dict
-    )
+    _windows: dict[
+        tuple[str, str, int], tuple[list[TaggedWindow], list[tuple[int, int]], frozenset[int], list[int]]
+    ] = field(default_factory=dict)
 
     @property
     def bench(self) -> NeedleBench:
@@ -166,9 +169,10 @@ class Context:
 
     def tagged(
         self, item: EvalItem, counter: TokenCounter, window_tokens: int
-    ) -> tuple[list[TaggedWindow], list[tuple[int, int]], frozenset[int]]:
-        # Ids are unique within one item set, not across sets: the text's hash tells items apart.
-        key = (f"{item.id}#{hash(item.document_text)}", counter.name, window_tokens)
+    ) -> tuple[list[TaggedWindow], list[tuple[int, int]], frozenset[int], list[int]]:
+        # Ids are unique within one item set, not across sets: the text's hash (and how it is cut into
+        # documents) tells items apart.
+        key = (f"{item.id}#{hash((item.document_text, item.documents))}", counter.name, window_tokens)
         if key not in self._windows:
             self._windows[key] = tag_item(item, counter, window_tokens)
         return self._windows[key]
@@ -176,28 +180,48 @@ class Context:
 
 def tag_item(
     item: EvalItem, counter: TokenCounter, window_tokens: int
-) -> tuple[list[TaggedWindow], list[tuple[int, int]], frozenset[int]]:
-    """Windows of the item, the document span of every tag and the gold tags."""
+) -> tuple[list[TaggedWindow], list[tuple[int, int]], frozenset[int], list[int]]:
+    """Windows of the item (one ``document_index`` per document), the span of every item-level tag in
+    ``item.document_text``, the gold tags, and each document's tag offset: window-local tag ``t`` of
+    window ``w`` is item-level tag ``offsets[w.document_index] + w.first_tag + t - 1``."""
+    windows: list[TaggedWindow] = []
+    spans: list[tuple[int, int]] = []
+    offsets: list[int] = []
     if item.texts is not None:
-        windows = windows_from_texts(list(item.texts), document_index=0, counter=counter, window_tokens=window_tokens)
+        char_offset = 0
+        for index, (title, first, last) in enumerate(item.document_parts()):
+            texts = list(item.texts[first:last])
+            kinds = list(item.kinds[first:last]) if item.kinds is not None else None
+            doc_windows = windows_from_texts(
+                texts, document_index=index, counter=counter, window_tokens=window_tokens, kinds=kinds, title=title
+            )
+            offsets.append(len(spans))
+            spans.extend(_spans_of(doc_windows, item.id, char_offset))
+            windows.extend(doc_windows)
+            char_offset += sum(map(len, texts))
+        gold = frozenset(t for t in (item.gold_tags or ()) if 1 <= t <= len(spans))
     else:
         doc = Document(source=item.id, text=item.text or "")
         windows = tag_document(doc, document_index=0, counter=counter, window_tokens=window_tokens)
+        offsets.append(0)
+        spans = _spans_of(windows, item.id, 0)
+        gold = frozenset(gold_tags(spans, item.gold_spans or (), item.document_text))
+    return windows, spans, gold, offsets
+
+
+def _spans_of(windows: Sequence[TaggedWindow], item_id: str, char_offset: int) -> list[tuple[int, int]]:
+    """Each tag's span in the item text (one document's windows, shifted by ``char_offset``)."""
     spans: list[tuple[int, int]] = []
     for w in sorted(windows, key=lambda w: w.first_tag):
         if w.first_tag != len(spans) + 1:
-            raise ValueError(f"windows of {item.id} do not number tags consecutively")
-        spans.extend((s.start, s.end) for s in w.segments)
-    if item.texts is not None:
-        gold = frozenset(t for t in (item.gold_tags or ()) if 1 <= t <= len(spans))
-    else:
-        gold = frozenset(gold_tags(spans, item.gold_spans or (), item.document_text))
-    return windows, spans, gold
+            raise ValueError(f"windows of {item_id} do not number tags consecutively")
+        spans.extend((s.start + char_offset, s.end + char_offset) for s in w.segments)
+    return spans
 
 
 def run_item(ctx: Context, extractor: Extractor, item: EvalItem) -> ItemRun:
     counter = counter_of(extractor)
-    windows, spans, gold = ctx.tagged(item, counter, extractor.window_tokens)
+    windows, spans, gold, offsets = ctx.tagged(item, counter, extractor.window_tokens)
     started = time.perf_counter()
     selections = extractor.extract(item.query, windows) if windows else []
     seconds = time.perf_counter() - started
@@ -205,7 +229,8 @@ def run_item(ctx: Context, extractor: Extractor, item: EvalItem) -> ItemRun:
         raise ValueError(f"extractor returned {len(selections)} selections for {len(windows)} windows")
     selected: set[int] = set()
     for w, sel in zip(windows, selections, strict=True):
-        selected.update(w.first_tag + t - 1 for t in sel.tags if 1 <= t <= w.n_tags)
+        base = offsets[w.document_index] + w.first_tag - 1
+        selected.update(base + t for t in sel.tags if 1 <= t <= w.n_tags)
     return ItemRun(item, list(windows), list(selections), spans, gold, frozenset(selected), seconds)
 
 

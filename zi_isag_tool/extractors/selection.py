@@ -1,20 +1,23 @@
-"""Selection rules shared by the scorer backends: relevance scores of segments -> which to keep.
+"""The selection design every scorer backend shares: segment scores of a call -> the tags to keep.
 
-A fixed top-k keeps k segments whether the page answers the query or not. The rule here keeps a
-segment only when its score clears an absolute floor (so a page that does not answer selects
-nothing), stays within a margin of the page's best segment and stands out from the page's own score
-distribution (z-score); a cap bounds the selection. Scores are pooled per document, not per window,
-so the answer does not depend on where the windows were cut.
+Real pages for one question are on topic throughout, and some of them do not answer it. So the
+rule ranks across **all documents of the call** rather than within each page: a page that does not
+answer gives nothing, a page that answers twice gives both. It keeps, best first,
 
-The constants of each backend's rule were calibrated by ``python -m evals.calibrate_embedding``
-(see that module and the comments next to ``EMBEDDING_RULE`` and ``BM25_RULE``).
+- nothing at all when the call's best candidate is under ``floor`` (the call abstains);
+- only segments at least ``min_score`` and within ``margin`` of the call's best;
+- at most ``budget`` segments in the call, and at most ``per_document`` from one document (a guard
+  against one long page taking the whole budget).
+
+A kept sentence that cannot stand alone ("He was born in 1950.") carries the sentence before it
+(``with_neighbours``), so a passage reads on its own. The constants of each backend's rule come
+from ``python -m evals.calibrate`` (report: docs/results/calibration.md).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,99 +26,100 @@ import numpy as np
 from ..parser import format_tags
 from ..tokens import TokenCounter
 from ..types import TaggedWindow, WindowSelection
+from .call import CallSegments
 
-_HAS_WORD = re.compile(r"\w")
+__all__ = [
+    "SelectionRule",
+    "select_call",
+    "leans_on_previous",
+    "with_neighbours",
+    "canonical_answer",
+    "build_selection",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class SelectionRule:
-    """Keep segment ``i`` of a pool of scores when all the tests pass, best first, at most ``cap``.
-
-    - ``score >= floor`` (absolute: a pool whose best is under it selects nothing);
-    - ``score >= best - margin`` (relative to the pool's best segment);
-    - ``(score - mean) / std >= z_min`` over the pool, tested only for pools of ``min_pool_for_z``
-      scored segments or more (small pools have no meaningful spread).
-    """
+    """Which scored candidates of a call to keep (see the module docstring)."""
 
     floor: float = -math.inf
+    """The call's best score must reach this, or the call selects nothing."""
+    min_score: float = -math.inf
+    """Every kept segment scores at least this."""
     margin: float = math.inf
-    z_min: float = -math.inf
-    cap: int = 5
-    min_pool_for_z: int = 8
+    """Every kept segment scores at least ``best - margin``."""
+    budget: int = 5
+    """Segments kept per call, at most."""
+    per_document: int = 3
+    """Segments kept per document, at most."""
 
     def __post_init__(self) -> None:
-        if self.cap < 0:
-            raise ValueError(f"cap must be >= 0, got {self.cap}")
+        if self.budget < 0 or self.per_document < 0:
+            raise ValueError(f"budget and per_document must be >= 0, got {self.budget} and {self.per_document}")
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
 
     @classmethod
-    def top_k(cls, k: int) -> SelectionRule:
-        """The fixed top-k baseline: no floor, no margin, no z test."""
-        return cls(cap=k)
+    def top_k(cls, k: int, per_document: int | None = None) -> SelectionRule:
+        """The fixed top-k baseline over the call: no floor, no margin."""
+        return cls(budget=k, per_document=k if per_document is None else per_document)
 
 
-def select(scores: np.ndarray, rule: SelectionRule) -> np.ndarray:
-    """Indices (ascending) of the segments ``rule`` keeps; NaN scores are never kept nor counted."""
+def select_call(scores: np.ndarray, call: CallSegments, rule: SelectionRule) -> dict[int, float]:
+    """``{flat index: score}`` of the candidates ``rule`` keeps. NaN scores and non-candidates are
+    never kept; ties keep the earlier segment."""
     scores = np.asarray(scores, dtype=np.float64)
-    valid = ~np.isnan(scores)
-    if rule.cap == 0 or not valid.any():
-        return np.empty(0, dtype=np.int64)
-    vals = scores[valid]
-    best = float(vals.max())
-    keep = valid.copy()
-    with np.errstate(invalid="ignore"):
-        keep &= scores >= rule.floor
-        keep &= scores >= best - rule.margin
-        if vals.size >= rule.min_pool_for_z and math.isfinite(rule.z_min):
-            std = float(vals.std())
-            if std > 0:
-                keep &= (scores - float(vals.mean())) / std >= rule.z_min
-    idx = np.flatnonzero(keep)
-    if idx.size > rule.cap:
-        # Best first; stable on ties so earlier segments win.
-        order = np.argsort(-scores[idx], kind="stable")[: rule.cap]
-        idx = idx[order]
-    return np.sort(idx)
-
-
-def is_scorable(text: str) -> bool:
-    """Whether a segment carries words at all (blank lines and rules are never selected)."""
-    return bool(_HAS_WORD.search(text))
-
-
-def per_window(flat: np.ndarray, windows: Sequence[TaggedWindow]) -> list[np.ndarray]:
-    """``flat`` (one score per segment of the call, windows in order) as one array per window (views)."""
-    bounds = np.cumsum([0, *(w.n_tags for w in windows)])
-    return [flat[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
-
-
-def document_pools(windows: Sequence[TaggedWindow]) -> list[list[tuple[int, int]]]:
-    """Group the call's segments by document, in reading order: ``[(window_pos, tag), ...]`` per document.
-
-    ``window_pos`` is the window's position in ``windows``; ``tag`` is window-local and 1-based.
-    """
-    by_doc: dict[int, list[int]] = defaultdict(list)
-    for pos, window in enumerate(windows):
-        by_doc[window.document_index].append(pos)
-    pools = []
-    for positions in by_doc.values():
-        positions.sort(key=lambda p: (windows[p].window_index, p))
-        pools.append([(pos, tag) for pos in positions for tag in range(1, windows[pos].n_tags + 1)])
-    return pools
-
-
-def select_by_document(
-    windows: Sequence[TaggedWindow], scores: Sequence[np.ndarray], rule: SelectionRule
-) -> list[dict[int, float]]:
-    """Apply ``rule`` per document to per-window score arrays; returns ``{tag: score}`` per window."""
-    chosen: list[dict[int, float]] = [{} for _ in windows]
-    for pool in document_pools(windows):
-        flat = np.array([scores[pos][tag - 1] for pos, tag in pool], dtype=np.float64)
-        for i in select(flat, rule):
-            pos, tag = pool[int(i)]
-            chosen[pos][tag] = float(flat[i])
+    live = np.flatnonzero(call.candidate & ~np.isnan(scores))
+    if live.size == 0 or rule.budget == 0 or rule.per_document == 0:
+        return {}
+    best = float(scores[live].max())
+    if best < rule.floor:
+        return {}
+    threshold = max(rule.min_score, best - rule.margin)
+    order = live[np.argsort(-scores[live], kind="stable")]
+    chosen: dict[int, float] = {}
+    per_document: dict[int, int] = {}
+    for i in order.tolist():
+        score = float(scores[i])
+        if score < threshold or len(chosen) >= rule.budget:
+            break
+        document = int(call.document[i])
+        if per_document.get(document, 0) >= rule.per_document:
+            continue
+        per_document[document] = per_document.get(document, 0) + 1
+        chosen[i] = score
     return chosen
+
+
+# A sentence that opens with one of these refers back to the one before it.
+_ANAPHORA = re.compile(
+    r"""^[\s"'“‘(*_>\-•]*(?:he|she|it|they|his|her|its|their|him|them|this|these|those|such|both|
+    the\ (?:latter|former|same|album|film|band|company|city|team|book|song|series|show|game)|
+    however|moreover|also|then|there\ (?:he|she|they))\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def leans_on_previous(text: str) -> bool:
+    """Whether a sentence reads as a continuation (opens with a pronoun or a back-reference)."""
+    return bool(_ANAPHORA.match(text))
+
+
+def with_neighbours(chosen: dict[int, float], call: CallSegments) -> dict[int, float]:
+    """``chosen`` plus, for each kept sentence that leans on the previous one, that previous
+    candidate of the same section (scored just under it, so a budget keeps the two together)."""
+    out = dict(chosen)
+    for i, score in chosen.items():
+        before = int(call.previous[i])
+        if (
+            before >= 0
+            and before not in out
+            and call.candidate[before]
+            and call.heading[before] == call.heading[i]
+            and leans_on_previous(call.texts[i])
+        ):
+            out[before] = math.nextafter(score, -math.inf)
+    return out
 
 
 def canonical_answer(tags: Sequence[int]) -> str:
@@ -143,24 +147,3 @@ def build_selection(
         prompt_tokens=query_tokens + counter.count(window.tagged_text),
         output_tokens=counter.count(raw),
     )
-
-
-# --- calibrated constants -------------------------------------------------------------------------
-# Obtained by `python -m evals.calibrate_embedding` (report: docs/results/calibration.md): a grid search
-# maximising tag F1 + negative exact match (kept tokens <= 15%) on the calibration split (the
-# NeedleBench multi-hop items with evals.needlebench.split_of(id) == "calib", as needles in Paul Graham
-# essay haystacks of 1k-12k tokens, each with a no-answer twin), ties broken towards the tightest
-# margin, the weakest z test and the smallest cap. Held-out multi-hop split (3,248 items): embedding
-# F1 0.866 / negative EM 0.975, bm25 0.871 / 0.944, hybrid 0.915 / 0.988, all keeping ~0.5% of the
-# content tokens (fixed top-2 with MiniLM: F1 0.899, negative EM 0).
-CONTEXT_WEIGHT = 0.0
-"""Neighbour context (0.1-0.5 tried) lowered F1 on needles, which have no related neighbours by
-construction; FACTS.md reports it helping on HotpotQA paragraphs: worth re-checking on such data."""
-EMBEDDING_RULE = SelectionRule(floor=0.38, margin=0.4, cap=3)
-"""Cosine at least 0.38 and within 0.4 of the document's best, at most 3 segments per document."""
-BM25_RULE = SelectionRule(floor=0.15, margin=0.5, cap=3)
-"""On IDF-normalised BM25: at least 15% of the query's weight matched, within 0.5 of the best."""
-HYBRID_WEIGHT = 0.5
-"""Share of the MiniLM cosine in the ``hybrid`` score; the rest is BM25 as above (capped at 1)."""
-HYBRID_RULE = SelectionRule(floor=0.25, margin=0.5, cap=4)
-"""On the hybrid score: at least 0.25 and within 0.5 of the document's best, at most 4 segments."""

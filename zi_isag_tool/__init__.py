@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, ExtractorError, InputError, MissingApiKeyError, SearchError, ZiIsagError
 from .settings import Settings
-from .types import Document, Passage, Result, SourceResult, TokenUsage
+from .types import Document, Link, Passage, Result, SourceResult, TokenUsage
 
 if TYPE_CHECKING:
     from .compressor import TagExtractCompressor
@@ -28,6 +28,7 @@ __all__ = [
     "TagExtractCompressor",
     "Settings",
     "Document",
+    "Link",
     "Passage",
     "Result",
     "SourceResult",

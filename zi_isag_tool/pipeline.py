@@ -177,7 +177,8 @@ class Pipeline:
             for (i, url), page in zip(urls, await self._fetched([u for _, u in urls], progress), strict=True):
                 title = page.title or titles.get(url, "")
                 if page.status == "ok" and page.text is not None:
-                    results[i] = (Document(url, page.text, title), SourceResult(url, "ok", title=title))
+                    document = Document(url, page.text, title, links=page.links)
+                    results[i] = (document, SourceResult(url, "ok", title=title))
                 else:
                     results[i] = (None, SourceResult(url, page.status, page.error, title=title))
 

@@ -53,7 +53,7 @@ def _check_local_allowed(path: Path, settings: Settings) -> None:
 
 def load_local_file(source: str, settings: Settings) -> tuple[Document | None, SourceResult]:
     """Read and convert one local file; failures become a status, never an exception."""
-    from .web.convert import convert_local_file
+    from .web.convert import ConvertOptions, convert_file
 
     path = Path(source).expanduser()
     try:
@@ -62,7 +62,7 @@ def load_local_file(source: str, settings: Settings) -> tuple[Document | None, S
             return None, SourceResult(source, "error", "file not found")
         if path.stat().st_size > settings.max_page_bytes:
             return None, SourceResult(source, "too_large", f"file is larger than {settings.max_page_bytes} bytes")
-        title, text = convert_local_file(path)
+        page = convert_file(path, options=ConvertOptions.from_settings(settings))
     except PermissionError as exc:
         return None, SourceResult(source, "blocked", str(exc))
     except InputError as exc:
@@ -70,8 +70,9 @@ def load_local_file(source: str, settings: Settings) -> tuple[Document | None, S
     except (OSError, UnicodeError, ValueError) as exc:
         logger.warning("could not read %s: %s", source, exc)
         return None, SourceResult(source, "error", f"could not read file ({type(exc).__name__})")
-    title = title or path.name
-    return Document(source=source, text=text, title=title), SourceResult(source, "ok", title=title)
+    title = page.title or path.name
+    document = Document(source=source, text=page.text, title=title, links=page.links)
+    return document, SourceResult(source, "ok", title=title)
 
 
 def dedupe(sources: Sequence[str]) -> list[str]:

@@ -15,6 +15,14 @@ SourceStatus = Literal["ok", "blocked", "timeout", "too_large", "unsupported", "
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """An outgoing link of a converted page: absolute http(s) target and the link's words."""
+
+    url: str
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """Text ready for tagging (markdown or plain), with where it came from."""
 
@@ -22,6 +30,8 @@ class Document:
     """URL, file path, or a caller-given id for raw text."""
     text: str
     title: str = ""
+    links: tuple[Link, ...] = ()
+    """Outgoing links of the page's main content, in reading order; their targets are not in ``text``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +121,10 @@ class SourceResult:
     source: str
     status: SourceStatus = "ok"
     error: str | None = None
+    """Why the source gave no text; on an ``ok`` source, a note (empty page, duplicate of another)."""
     title: str = ""
+    duplicate_of: str | None = None
+    """The source whose copy was extracted instead: same URL once normalised, or the same text."""
 
     def to_dict(self) -> dict[str, object]:
         return {"source": self.source, "status": self.status, "error": self.error}
@@ -149,6 +162,11 @@ class Result:
     dropped_tags: int = 0
     documents: list[Document] = field(default_factory=list, repr=False)
     """The converted text each passage's offsets point into (not part of the JSON shape)."""
+
+    @property
+    def links(self) -> dict[str, tuple[Link, ...]]:
+        """Outgoing links of each extracted source (``{source: links}``), kept out of the passages."""
+        return {doc.source: doc.links for doc in self.documents}
 
     def to_dict(self) -> dict[str, object]:
         return {

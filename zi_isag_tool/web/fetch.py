@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..errors import InputError
-from ..types import SourceStatus
+from ..types import Link, SourceStatus
 from .cache import PageCache
-from .convert import decode_body, html_to_markdown, markdown_title, pdf_to_text
+from .convert import ConvertedPage, ConvertOptions, convert_html, decode_body, markdown_title, pdf_to_text
 from .guard import (
     BlockedURLError,
     GuardedTransport,
@@ -64,6 +64,8 @@ class FetchedPage:
     text: str | None
     title: str
     from_cache: bool = False
+    links: tuple[Link, ...] = ()
+    """Outgoing links of the page's main content (their targets are not in ``text``)."""
 
     @classmethod
     def from_search_hit(cls, hit: SearchHit) -> FetchedPage | None:
@@ -136,6 +138,7 @@ class Fetcher:
         self._robots = (
             RobotsPolicy(self._get_robots, settings.user_agent) if settings.respect_robots else None
         )
+        self._convert_options = ConvertOptions.from_settings(settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Fetcher:
@@ -230,11 +233,11 @@ class Fetcher:
                     "unsupported",
                     f"unsupported content ({media or 'no content type'}, not HTML, text or PDF)",
                 )
-        title, text = await asyncio.to_thread(_convert, kind, body, header, str(final_url))
-        if not text.strip():
+        page = await asyncio.to_thread(_convert, kind, body, header, str(final_url), self._convert_options)
+        if not page.text.strip():
             raise _Problem("error", "no readable text on the page")
         content_type = {"html": "text/html", "pdf": "application/pdf"}.get(kind, media or "text/plain")
-        return FetchedPage(url, str(final_url), "ok", None, content_type, text, title)
+        return FetchedPage(url, str(final_url), "ok", None, content_type, page.text, page.title, links=page.links)
 
     @contextlib.asynccontextmanager
     async def _open(self, url: str, *, check_robots: bool) -> AsyncIterator[tuple[httpx.URL, httpx.Response]]:
@@ -334,6 +337,8 @@ class Fetcher:
         if record.get("private_allowed", True) and not self.settings.allow_private_networks:
             # Fetched by a fetcher allowed to reach private addresses: never hand it to a stricter one.
             return None
+        if record.get("convert") != _options_record(self._convert_options):
+            return None  # converted with other options (e.g. links kept): convert again
         try:
             return FetchedPage(
                 url=url,
@@ -344,8 +349,9 @@ class Fetcher:
                 text=str(record["text"]),
                 title=str(record.get("title") or ""),
                 from_cache=True,
+                links=tuple(Link(str(u), str(t)) for u, t in record.get("links") or ()),
             )
-        except KeyError:
+        except (KeyError, TypeError, ValueError):
             return None
 
     async def _cache_put(self, page: FetchedPage) -> None:
@@ -355,6 +361,8 @@ class Fetcher:
             k: v for k, v in asdict(page).items() if k in ("final_url", "content_type", "text", "title")
         }
         record["private_allowed"] = self.settings.allow_private_networks
+        record["convert"] = _options_record(self._convert_options)
+        record["links"] = [[link.url, link.text] for link in page.links]
         await asyncio.to_thread(self._cache.put, page.url, record)
 
 
@@ -423,16 +431,20 @@ def _sniff(body: bytes) -> str | None:
     return "text"
 
 
-def _convert(kind: str, body: bytes, content_type: str | None, url: str) -> tuple[str, str]:
+def _convert(kind: str, body: bytes, content_type: str | None, url: str, options: ConvertOptions) -> ConvertedPage:
     if kind == "pdf":
         try:
-            return pdf_to_text(body)
+            return ConvertedPage(*pdf_to_text(body))
         except InputError as exc:
             raise _Problem("error", str(exc)) from None
     text = decode_body(body, content_type)
     if kind == "html":
-        return html_to_markdown(text, url=url)
-    return markdown_title(text), text
+        return convert_html(text, url=url, options=options)
+    return ConvertedPage(markdown_title(text), text)
+
+
+def _options_record(options: ConvertOptions) -> dict[str, bool]:
+    return {"keep_links": options.keep_links, "include_images": options.include_images}
 
 
 def _failed(url: str, status: SourceStatus, message: str) -> FetchedPage:

@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .assemble import assemble
+from .duplicates import duplicates
 from .errors import InputError
 from .extractors import Extractor, get_extractor
 from .settings import Settings
-from .sources import classify, dedupe, load_local_file
+from .sources import classify, dedupe, load_local_file, source_key
 from .tagging import count_texts, tag_document
 from .tokens import TokenCounter, default_counter
 from .types import Document, Result, SourceResult, TaggedWindow, TokenUsage, WindowSelection
@@ -162,8 +163,13 @@ class Pipeline:
         specs = [classify(s) for s in given]
         results: dict[int, tuple[Document | None, SourceResult]] = {}
         urls: list[tuple[int, str]] = []
+        first_of: dict[str, str] = {}
         for i, spec in enumerate(specs):
-            if spec.source in ready:
+            original = first_of.setdefault(source_key(spec.source), spec.source)
+            if original != spec.source:
+                # The same page under another URL (fragment, tracking parameters, default port).
+                results[i] = (None, _mark_duplicate(SourceResult(spec.source, "ok"), original))
+            elif spec.source in ready:
                 doc = ready[spec.source]
                 results[i] = (doc, SourceResult(spec.source, "ok", title=doc.title))
             elif spec.kind == "url":
@@ -235,12 +241,14 @@ class Pipeline:
         max_passages: int | None,
         progress: ProgressCallback | None,
     ) -> Result:
-        extractor = self.extractor if documents else None
-        counter = (extractor.token_counter if extractor else None) or default_counter()
-        # Every "ok" source, and only those, produced a document, in the same order.
-        for doc, status in zip(documents, [s for s in statuses if s.status == "ok"], strict=True):
+        # Every "ok" source that duplicates no other, and only those, produced a document, in order.
+        loaded = [s for s in statuses if s.status == "ok" and s.duplicate_of is None]
+        for doc, status in zip(documents, loaded, strict=True):
             if not doc.text.strip():
                 status.error = "empty: the page has no text to extract from"
+        documents = _distinct(documents, loaded)
+        extractor = self.extractor if documents else None
+        counter = (extractor.token_counter if extractor else None) or default_counter()
         windows = await asyncio.to_thread(self._tag, documents, counter) if documents else []
 
         selections: list[WindowSelection] = []
@@ -291,6 +299,25 @@ class Pipeline:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _mark_duplicate(status: SourceResult, original: str) -> SourceResult:
+    status.error = f"duplicate of {original}: extracted once"
+    status.duplicate_of = original
+    return status
+
+
+def _distinct(documents: list[Document], statuses: list[SourceResult]) -> list[Document]:
+    """The documents whose text is not (nearly) the same as an earlier one's; the statuses of the
+    others become notes naming the source they duplicate."""
+    originals = duplicates([doc.text for doc in documents])
+    kept: list[Document] = []
+    for doc, status, original in zip(documents, statuses, originals, strict=True):
+        if original is None:
+            kept.append(doc)
+        else:
+            _mark_duplicate(status, documents[original].source)
+    return kept
 
 
 def _chunks_by_document(windows: list[TaggedWindow], size: int) -> list[list[TaggedWindow]]:

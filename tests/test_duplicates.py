@@ -112,6 +112,17 @@ def test_the_same_page_under_several_urls_is_extracted_once() -> None:
     ]
 
 
+def test_a_failed_page_fails_under_each_of_its_urls() -> None:
+    with LocalServer({}) as server:
+        urls = [server.url("/gone"), server.url("/gone?utm_campaign=spring")]
+        result = Pipeline(_settings()).run("anything", urls)
+        assert server.hits("/gone?utm_campaign=spring") == 0
+    first, copy = result.sources
+    assert (first.status, copy.status) == ("http_error", "http_error") and copy.duplicate_of == urls[0]
+    assert copy.error == f"same page as {urls[0]}: {first.error}"
+    assert not result.documents and not result.passages
+
+
 def test_caller_documents_with_the_same_text_are_extracted_once() -> None:
     docs = [Document("a", ARTICLE, "A"), Document("b", "## Mirror\n\n" + ARTICLE, "B"), Document("c", OTHER, "C")]
     result = Pipeline(_settings()).extract_documents("How long does a sourdough starter take to double?", docs)

@@ -163,12 +163,13 @@ class Pipeline:
         specs = [classify(s) for s in given]
         results: dict[int, tuple[Document | None, SourceResult]] = {}
         urls: list[tuple[int, str]] = []
-        first_of: dict[str, str] = {}
+        first_of: dict[str, int] = {}
+        same_page: dict[int, int] = {}  # index -> index of the same page under an earlier URL
         for i, spec in enumerate(specs):
-            original = first_of.setdefault(source_key(spec.source), spec.source)
-            if original != spec.source:
+            first = first_of.setdefault(source_key(spec.source), i)
+            if first != i:
                 # The same page under another URL (fragment, tracking parameters, default port).
-                results[i] = (None, _mark_duplicate(SourceResult(spec.source, "ok"), original))
+                same_page[i] = first
             elif spec.source in ready:
                 doc = ready[spec.source]
                 results[i] = (doc, SourceResult(spec.source, "ok", title=doc.title))
@@ -187,6 +188,13 @@ class Pipeline:
                     results[i] = (document, SourceResult(url, "ok", title=title))
                 else:
                     results[i] = (None, SourceResult(url, page.status, page.error, title=title))
+        for i, first in same_page.items():
+            # Not read again: the page's outcome is its first URL's.
+            original = results[first][1]
+            copy = _mark_duplicate(SourceResult(specs[i].source, original.status, title=original.title), original.source)
+            if original.status != "ok":
+                copy.error = f"same page as {original.source}: {original.error or original.status}"
+            results[i] = (None, copy)
 
         documents: list[Document] = []
         statuses: list[SourceResult] = []

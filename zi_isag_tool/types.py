@@ -124,7 +124,8 @@ class SourceResult:
     """Why the source gave no text; on an ``ok`` source, a note (empty page, duplicate of another)."""
     title: str = ""
     duplicate_of: str | None = None
-    """The source whose copy was extracted instead: same URL once normalised, or the same text."""
+    """The earlier source this one repeats (the same URL once normalised, or nearly the same text):
+    that source alone was extracted, and its outcome stands for both."""
 
     def to_dict(self) -> dict[str, object]:
         return {"source": self.source, "status": self.status, "error": self.error}

@@ -18,8 +18,8 @@ per document, so the parse is a constant, identical on both sides. MB are UTF-8 
 It also scores sentence boundaries of both splitters on ``QUALITY_SET``, a small hand-labelled set
 of tricky cases (decimals, URLs, abbreviations, ellipses, CJK, quotes, markdown).
 
-Run: ``python -m evals.bench_tagging [--limit N] [--repeats N]`` (NeedleBench's Paul Graham essays by
-default).
+Run: ``python -m evals.bench_tagging [--limit N] [--repeats N]`` (NeedleBench's Paul Graham essays,
+bundled with the package, by default).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.baseline_splitter import baseline_split, baseline_split_and_tag
+from zi_isag_tool.datasets import NEEDLEBENCH_DIR
 from zi_isag_tool.segment import segment
 from zi_isag_tool.tagging import prompt_costs, tag_document
 from zi_isag_tool.tokens import default_counter
@@ -41,7 +42,7 @@ from zi_isag_tool.types import Document
 
 __all__ = ["tagging_throughput", "segmentation_quality", "QUALITY_SET", "load_haystack"]
 
-DEFAULT_HAYSTACK = Path("/work/shared/data/needlebench/PaulGrahamEssays.jsonl")
+DEFAULT_HAYSTACK = NEEDLEBENCH_DIR / "PaulGrahamEssays.jsonl"
 
 # Each item is the gold segmentation: joined, the pieces give the text; a boundary follows each piece
 # but the last. Whitespace between sentences starts the next piece.

@@ -1,12 +1,12 @@
 """Calibrate the selection rules of the scorer backends (embedding, bm25, hybrid) on NeedleBench data.
 
-Benchmark: NeedleBench (OpenCompass) English, as shipped in ``data/needlebench``: the multi-hop
+Benchmark: NeedleBench (OpenCompass) English, as bundled in ``zi_isag_tool/datasets``: the multi-hop
 ``multi_needle_reasoning_en.json`` items (HotpotQA-derived; their ``derivations`` are the needles),
 inserted into haystacks cut from ``PaulGrahamEssays.jsonl`` at 1k-12k tokens and random depths.
 Gold tags are the needle segments. Every positive item has a negative twin: the same question over
 a haystack with no needle, or with the needles of another question.
 
-Hold-out: items whose ``evals.needlebench.split_of(id)`` is ``calib`` (sha256 of the id mod 10 < 3,
+Hold-out: items whose ``datasets.needlebench.split_of(id)`` is ``calib`` (sha256 of the id mod 10 < 3,
 the evals' own split) form the calibration split; the rules are fitted there only. The other 70% and the four ``needles.jsonl`` sets (5 lengths x 5 depths,
 plus a no-needle twin each) are reported as held-out and must not be tuned on.
 
@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.needlebench import split_of as needlebench_split_of
+from zi_isag_tool.datasets import DATA_ROOT
+from zi_isag_tool.datasets.needlebench import split_of as needlebench_split_of
 from zi_isag_tool.extractors.embedding import CHUNK_TOKENS, EmbeddingExtractor, SegmentVectors, context_scores
 from zi_isag_tool.extractors.hybrid import hybrid_scores
 from zi_isag_tool.extractors.lexical import bm25_scores
@@ -327,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m evals.calibrate_embedding", description=__doc__.split("\n\n")[0]
     )
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("ZI_ISAG_DATA", "/work/shared/data")))
+    ap.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("ZI_ISAG_DATA", DATA_ROOT)),
+        help="folder holding needlebench/ and upstream_examples/ (default: the copies bundled with the package)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/calibration"))
     ap.add_argument("--limit", type=int, default=None, help="use only the first N multi-hop items")
     ap.add_argument(

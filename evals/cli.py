@@ -2,7 +2,8 @@
 
 Examples::
 
-    python -m evals needle --extractor bm25,embedding --out runs/needle
+    python -m evals needle --extractor bm25 embedding --out runs/needle
+    python -m evals query --format hotpotqa --out runs/hotpot    # the 100 bundled dev items, plus negatives
     python -m evals query --format hotpotqa --data hotpot_dev_distractor_v1.json --limit 200 --out runs/hotpot
     python -m evals query --format needlebench --limit 200 --extractor bm25 --extractor embedding
     python -m evals savings --extractor full,bm25,embedding --limit 50
@@ -26,12 +27,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from zi_isag_tool.datasets.needlebench import DEFAULT_DEPTHS, DEFAULT_LENGTHS
 from zi_isag_tool.errors import ZiIsagError
 from zi_isag_tool.logs import setup_logging
 
 from .extractors import DEFAULT_EXTRACTORS, ExtractorPool, split_specs
 from .loaders import FORMATS
-from .needlebench import DEFAULT_DEPTHS, DEFAULT_LENGTHS
 from .report import write_report, write_results
 from .suites import NAMED_ONLY_SUITES, SUITES, Context, EvalConfig, SuiteResult
 
@@ -94,11 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         "convert (HTML -> text on an article-extraction-benchmark folder given with --data) runs only when named",
     )
     parser.add_argument(
-        "--extractor", "-e", action="append", metavar="SPEC",
+        "--extractor", "-e", action="extend", nargs="+", metavar="SPEC",
         help="extractor(s) to compare: full, lead, bm25, embedding, smollm2, transformers:PATH, openai:MODEL; "
-        f"repeatable and/or comma-separated (default: {','.join(DEFAULT_EXTRACTORS)})",
+        "space- or comma-separated (--extractor bm25 embedding, --extractor bm25,embedding), repeatable "
+        f"(default: {','.join(DEFAULT_EXTRACTORS)})",
     )
-    parser.add_argument("--data", default=None, help="data file or folder (default: the format's bundled data under ../shared/data)")
+    parser.add_argument("--data", default=None, help="data file or folder (default: the format's data bundled in zi_isag_tool/datasets)")
     parser.add_argument("--format", choices=FORMATS, default="needlebench", help="query/savings input format (default: needlebench)")
     parser.add_argument("--limit", type=_positive, default=None, metavar="N", help="subsample N items with the seed")
     parser.add_argument("--seed", type=int, default=0)

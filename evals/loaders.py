@@ -18,7 +18,11 @@ Formats:
   are read from the prompt's ``<User Query>``/``<Reference Materials>``, the gold from ``chosen`` in
   either the tag-only or the info+tag format). ``None`` answers are negatives. The same (query,
   content) seen twice (both answer formats) is one item. Records without a gold answer are skipped.
-- ``needlebench``: items built by ``evals.needlebench`` (see there), at seeded random lengths/depths.
+- ``needlebench``: items built by ``zi_isag_tool.datasets.needlebench`` (see there), at seeded random
+  lengths/depths.
+
+Each format reads its bundled data (``zi_isag_tool.datasets``) unless given a path: NeedleBench
+English, ZI-ISAG's example files, and the first 100 HotpotQA dev items.
 """
 
 from __future__ import annotations
@@ -32,13 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from zi_isag_tool.errors import InputError
-
-from .jsonl import iter_json_lines, read_json_objects
-from .needlebench import (
-    DEFAULT_DATA_DIR as NEEDLEBENCH_DIR,
-)
-from .needlebench import (
+from zi_isag_tool.datasets import HOTPOTQA_DEV_SAMPLE, NEEDLEBENCH_DIR, UPSTREAM_EXAMPLES_DIR
+from zi_isag_tool.datasets.jsonl import iter_json_lines, read_json_objects
+from zi_isag_tool.datasets.needlebench import (
     DEFAULT_DEPTHS,
     DEFAULT_LENGTHS,
     ItemKind,
@@ -46,6 +46,8 @@ from .needlebench import (
     NeedleItem,
     Split,
 )
+from zi_isag_tool.errors import InputError
+
 from .scoring import read_gold_tags
 
 logger = logging.getLogger(__name__)
@@ -54,7 +56,6 @@ __all__ = [
     "FORMATS",
     "Format",
     "EvalItem",
-    "SHARED_DATA_DIR",
     "default_data_path",
     "load_hotpotqa",
     "load_zi_isag",
@@ -66,7 +67,6 @@ __all__ = [
 
 Format = Literal["hotpotqa", "zi-isag", "needlebench"]
 FORMATS: tuple[str, ...] = ("hotpotqa", "zi-isag", "needlebench")
-SHARED_DATA_DIR = NEEDLEBENCH_DIR.parent
 DEFAULT_NEEDLEBENCH_ITEMS = 200
 """Items generated for ``--format needlebench`` when no ``--limit`` is given."""
 
@@ -100,11 +100,13 @@ class EvalItem:
 
 
 def default_data_path(fmt: str) -> Path | None:
-    """Where a format's data is by default (``../shared/data`` next to the repo), if anywhere."""
+    """Where a format's data is by default (its copy bundled with the package), if anywhere."""
     if fmt == "needlebench":
         return NEEDLEBENCH_DIR
     if fmt == "zi-isag":
-        return SHARED_DATA_DIR / "upstream_examples"
+        return UPSTREAM_EXAMPLES_DIR
+    if fmt == "hotpotqa":
+        return HOTPOTQA_DEV_SAMPLE
     return None
 
 

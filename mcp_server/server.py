@@ -24,11 +24,12 @@ from starlette.applications import Starlette
 
 from zi_isag_tool import __version__
 from zi_isag_tool.cli import render_text
-from zi_isag_tool.errors import InputError, MissingApiKeyError, SearchError, ZiIsagError
+from zi_isag_tool.errors import InputError, SearchError, SearchNotConfiguredError, ZiIsagError
 from zi_isag_tool.extractors import Extractor
 from zi_isag_tool.pipeline import Pipeline
 from zi_isag_tool.settings import Settings
 from zi_isag_tool.sources import classify
+from zi_isag_tool.tool_args import MaxResultsArg, MaxTokensArg, QueryArg, UrlsArg, tool_description
 from zi_isag_tool.types import Result
 from zi_isag_tool.web.fetch import Fetcher
 
@@ -37,22 +38,12 @@ from .auth import StaticTokenVerifier, auth_settings, transport_security
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "zi-isag"
-MAX_URLS = 20
-MAX_QUERY_CHARS = 4000
 
 INSTRUCTIONS = (
     "web_extract finds fresh web pages for a question (or reads the URLs you give) and returns only "
     "the passages that answer it, copied exactly from the pages, with their source URLs. Use it for "
     "facts that may be recent or that you need to cite; quote the passages and cite their source."
 )
-
-TOOL_DESCRIPTION = """Search the web (or read the given URLs) and return the exact passages that answer a question.
-
-Passages are verbatim text from the pages, chosen by a tag-only extractor, with their source URL,
-title, segment tags and character offsets; nothing is paraphrased. `sources` says which pages could
-not be read and why; `tokens` counts the page text read and the passage text kept.
-Give `urls` to read specific pages instead of searching."""
-
 
 # --- output schema (same shape as `zi-isag extract --json`) ------------------------------------------
 class PassageOut(BaseModel):
@@ -84,6 +75,16 @@ class WebExtractOutput(BaseModel):
     passages: list[PassageOut]
     sources: list[SourceOut]
     tokens: TokensOut
+    passages_left_out: int = Field(
+        0, description="Selected passages the token budget dropped or cut short (a larger max_tokens returns them)."
+    )
+    windows: int = Field(description="Tagged windows of page text sent to the extractor.")
+    failed_windows: int = Field(description="Windows whose extraction failed; their text could not be selected from.")
+    dropped_tags: int = Field(description="Tag ids the extractor named that were out of range and dropped.")
+    warnings: list[str] = Field(
+        description="Problems that did not stop the call: a search backend that failed while others served, "
+        "failed extraction windows, dropped tag ids."
+    )
 
 
 # --- per-server state --------------------------------------------------------------------------------
@@ -93,39 +94,28 @@ class ServerState:
 
     pipeline: Pipeline
     settings: Settings
+    calls: asyncio.Semaphore
+    """Slots for concurrent web_extract calls (``settings.mcp_max_calls``)."""
 
 
 def server_settings(settings: Settings | None = None, allow_dirs: Sequence[str] = ()) -> Settings:
     """The server's settings: local files stay off unless the operator names allowed directories."""
-    settings = settings or Settings()
-    roots = [*settings.local_roots, *allow_dirs]
-    return Settings.model_validate(
-        {**settings.model_dump(), "local_roots": roots, "allow_local_files": bool(roots)}
-    )
+    return (settings or Settings()).for_agent_tool(allow_dirs)
 
 
 def _lifespan(settings: Settings, extractor: Extractor | None):
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
-        search = _search_backend(settings)
         async with Fetcher.from_settings(settings) as fetcher:
-            pipeline = Pipeline(settings, extractor=extractor, search=search, fetcher=fetcher)
+            pipeline = Pipeline(settings, extractor=extractor, fetcher=fetcher)
             # Load the model now, once, rather than in the first caller's time.
             await asyncio.to_thread(lambda: pipeline.counter)
             logger.info("zi-isag MCP server ready (extractor %s)", pipeline.extractor.name)
-            yield ServerState(pipeline=pipeline, settings=settings)
+            yield ServerState(
+                pipeline=pipeline, settings=settings, calls=asyncio.Semaphore(settings.mcp_max_calls)
+            )
 
     return lifespan
-
-
-def _search_backend(settings: Settings) -> Any:
-    from zi_isag_tool.web.search import TavilySearch
-
-    try:
-        return TavilySearch.from_settings(settings)
-    except MissingApiKeyError:
-        logger.info("no Tavily API key: web_extract reads given URLs only")
-        return None  # the pipeline then raises MissingApiKeyError, answered below
 
 
 # --- the tool ------------------------------------------------------------------------------------------
@@ -152,8 +142,14 @@ class _Progress:
             logger.debug("could not send a progress notification", exc_info=True)
 
 
-def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+def _error(message: str, structured: dict[str, Any] | None = None) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=message)], structured_content=structured, is_error=True
+    )
+
+
+def _structured(result: Result) -> dict[str, Any]:
+    return WebExtractOutput.model_validate(result.to_dict()).model_dump(mode="json")
 
 
 def _check_urls(urls: list[str] | None, settings: Settings) -> list[str] | None:
@@ -166,13 +162,37 @@ def _check_urls(urls: list[str] | None, settings: Settings) -> list[str] | None:
 
 
 def _total_failure(result: Result) -> str | None:
-    """A message when no source could be read at all (partial failures stay in ``sources``)."""
+    """A message when no source could be read at all, or extraction failed for every window
+    (partial failures stay in ``sources``, ``failed_windows`` and ``warnings``)."""
+    if result.extraction_failed:
+        lines = [f"Extraction failed for all {result.windows} windows of the pages read, so no passage could be chosen:"]
+        lines += [f"- {warning}" for warning in result.warnings]
+        lines.append(
+            "This is a server-side extractor problem, not a problem with the pages: try again in a "
+            "minute, or with fewer or shorter pages (urls=[...])."
+        )
+        return "\n".join(lines)
     if not result.sources or any(s.status == "ok" for s in result.sources):
         return None
     lines = [f"None of the {len(result.sources)} pages could be read:"]
     lines += [f"- {s.source}: {s.status}" + (f" ({s.error})" if s.error else "") for s in result.sources]
     lines.append("Check the URLs, or call web_extract again with other urls (or none, to search).")
     return "\n".join(lines)
+
+
+@asynccontextmanager
+async def _call_slot(state: ServerState) -> AsyncIterator[bool]:
+    """A slot among ``mcp_max_calls``; yields False when none freed up within ``mcp_queue_timeout``."""
+    try:
+        async with asyncio.timeout(state.settings.mcp_queue_timeout):
+            await state.calls.acquire()
+    except TimeoutError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        state.calls.release()
 
 
 async def _isolated(call: Coroutine[Any, Any, Result]) -> Result:
@@ -193,43 +213,32 @@ async def _isolated(call: Coroutine[Any, Any, Result]) -> Result:
 
 
 async def web_extract(
-    query: Annotated[
-        str,
-        Field(
-            description="The question the passages should answer, in natural language.",
-            min_length=1,
-            max_length=MAX_QUERY_CHARS,
-        ),
-    ],
+    query: QueryArg,
     ctx: Context[ServerState, Any],
-    urls: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=2048)]] | None,
-        Field(
-            description="http(s) URLs of pages to read instead of searching the web (at most 20).",
-            max_length=MAX_URLS,
-        ),
-    ] = None,
-    max_results: Annotated[
-        int, Field(description="How many search results to read when no urls are given.", ge=1, le=20)
-    ] = 5,
-    max_tokens: Annotated[
-        int | None,
-        Field(description="Token budget for the passages returned; the best are kept first.", ge=1, le=100_000),
-    ] = None,
+    urls: UrlsArg = None,
+    max_results: MaxResultsArg = 5,
+    max_tokens: MaxTokensArg = None,
 ) -> Annotated[CallToolResult, WebExtractOutput]:
     state = ctx.request_context.lifespan_context
     sources = _check_urls(urls, state.settings)
+    budget = max_tokens if max_tokens is not None else state.settings.tool_max_tokens
     try:
-        result = await _isolated(
-            state.pipeline.arun(
-                query, sources, max_results=max_results, max_tokens=max_tokens, progress=_Progress(ctx)
+        async with _call_slot(state) as admitted:
+            if not admitted:
+                return _error(
+                    f"The server is busy: {state.settings.mcp_max_calls} web_extract calls are running and "
+                    f"no slot freed up within {state.settings.mcp_queue_timeout:g} s. Retry in a little while."
+                )
+            result = await _isolated(
+                state.pipeline.arun(
+                    query, sources, max_results=max_results, max_tokens=budget, progress=_Progress(ctx)
+                )
             )
-        )
     except InputError as exc:
         raise ToolError(str(exc)) from None  # about the caller's own input: safe and actionable
-    except MissingApiKeyError:
+    except SearchNotConfiguredError:
         return _error(
-            "Web search is not configured on this server (no Tavily API key). "
+            "Web search is not configured on this server (no Tavily API key, no SearXNG URL). "
             "Call web_extract again with urls=[...] to read specific pages."
         )
     except SearchError as exc:
@@ -244,10 +253,10 @@ async def web_extract(
 
     failure = _total_failure(result)
     if failure is not None:
-        return _error(failure)
+        # Still structured: the client sees per-source statuses, failed_windows and warnings.
+        return _error(failure, _structured(result))
     return CallToolResult(
-        content=[TextContent(type="text", text=render_text(result))],
-        structured_content=WebExtractOutput.model_validate(result.to_dict()).model_dump(mode="json"),
+        content=[TextContent(type="text", text=render_text(result))], structured_content=_structured(result)
     )
 
 
@@ -281,7 +290,7 @@ def create_server(
     server.add_tool(
         web_extract,
         title="Extract passages from the web",
-        description=TOOL_DESCRIPTION,
+        description=tool_description(settings.tool_max_tokens),
         annotations=ToolAnnotations(
             title="Extract passages from the web",
             read_only_hint=True,

@@ -35,8 +35,8 @@ def test_adjacent_tags_merge_across_windows_and_text_is_exact() -> None:
     doc = Document("doc://a", TEXT, "A")
     windows = _windows(0, TEXT, per_window=2)  # tags 1-2 | 3-4 | 5
     selections = [WindowSelection(tags=[2]), WindowSelection(tags=[1]), WindowSelection(tags=[1])]
-    passages, kept = assemble([doc], windows, selections, counter=default_counter())
-    assert [p.tags for p in passages] == [(2, 3), (5,)]
+    passages, kept, left_out = assemble([doc], windows, selections, counter=default_counter())
+    assert [p.tags for p in passages] == [(2, 3), (5,)] and left_out == 0
     for p in passages:
         assert p.text == TEXT[p.start : p.end]
         assert p.text == p.text.strip()
@@ -48,11 +48,12 @@ def test_scored_passages_rank_best_first_and_budget_keeps_best() -> None:
     doc = Document("doc://a", TEXT, "A")
     windows = _windows(0, TEXT, per_window=5)
     sel = WindowSelection(tags=[1, 4], scores={1: 0.2, 4: 0.9})
-    passages, _ = assemble([doc], windows, [sel], counter=default_counter())
+    passages, _, _ = assemble([doc], windows, [sel], counter=default_counter())
     assert [p.tags for p in passages] == [(4,), (1,)]
     budget = default_counter().count("Delta four.")
-    passages, kept = assemble([doc], windows, [sel], counter=default_counter(), max_tokens=budget)
+    passages, kept, left_out = assemble([doc], windows, [sel], counter=default_counter(), max_tokens=budget)
     assert [p.tags for p in passages] == [(4,)] and kept <= budget
+    assert left_out == 1  # passage (1,) did not fit at all
 
 
 def test_budget_cuts_a_long_passage_back_to_whole_leading_segments() -> None:
@@ -60,8 +61,9 @@ def test_budget_cuts_a_long_passage_back_to_whole_leading_segments() -> None:
     windows = _windows(0, TEXT, per_window=5)
     sel = WindowSelection(tags=[1, 2, 3, 4, 5])
     budget = default_counter().count("Alpha one. Beta two.") + 1
-    passages, kept = assemble([doc], windows, [sel], counter=default_counter(), max_tokens=budget)
+    passages, kept, left_out = assemble([doc], windows, [sel], counter=default_counter(), max_tokens=budget)
     assert len(passages) == 1 and passages[0].tags == (1, 2)
+    assert left_out == 1  # the one passage was cut short
     assert passages[0].text == "Alpha one. Beta two." and kept <= budget
 
 
@@ -71,9 +73,9 @@ def test_max_passages_out_of_range_and_whitespace_only_selections() -> None:
     segs = (Segment(0, 4), Segment(4, 12), Segment(12, len(text)))
     plain = tuple(text[s.start : s.end] for s in segs)
     window = TaggedWindow(0, 0, 1, segs, "", plain)
-    passages, _ = assemble([doc], [window], [WindowSelection(tags=[2, 9])], counter=default_counter())
+    passages, _, _ = assemble([doc], [window], [WindowSelection(tags=[2, 9])], counter=default_counter())
     assert passages == []  # the blank segment alone gives no passage; tag 9 does not exist
-    passages, _ = assemble(
+    passages, _, left_out = assemble(
         [doc, Document("e", TEXT)],
         [window, *_windows(1, TEXT, 5)],
         [WindowSelection(tags=[1]), WindowSelection(tags=[1, 3, 5])],
@@ -81,6 +83,7 @@ def test_max_passages_out_of_range_and_whitespace_only_selections() -> None:
         max_passages=2,
     )
     assert [(p.source, p.tags) for p in passages] == [("d", (1,)), ("e", (1,))]
+    assert left_out == 0  # max_passages is the caller's choice, not the budget's loss
 
 
 def test_the_same_words_are_returned_once() -> None:
@@ -88,8 +91,8 @@ def test_the_same_words_are_returned_once() -> None:
     first, second = Document("doc://a", TEXT, "A"), Document("doc://b", "BETA  two. Omega zero.", "B")
     windows = [*_windows(0, TEXT, per_window=5), *_windows(1, second.text, per_window=5)]
     selections = [WindowSelection(tags=[2]), WindowSelection(tags=[1, 2])]
-    passages, _ = assemble([first, second], windows, selections, counter=default_counter())
+    passages, _, _ = assemble([first, second], windows, selections, counter=default_counter())
     assert [(p.source, p.text) for p in passages] == [("doc://a", "Beta two."), ("doc://b", "BETA  two. Omega zero.")]
     selections = [WindowSelection(tags=[2]), WindowSelection(tags=[1])]
-    passages, _ = assemble([first, second], windows, selections, counter=default_counter())
+    passages, _, _ = assemble([first, second], windows, selections, counter=default_counter())
     assert [(p.source, p.text) for p in passages] == [("doc://a", "Beta two.")]

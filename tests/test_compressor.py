@@ -8,22 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixtures.extractors import pinned_embedding
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
 from zi_isag_tool import InputError, TagExtractCompressor
 from zi_isag_tool.cli import DEMO_QUERY, example_sources
-from zi_isag_tool.extractors.embedding import EmbeddingExtractor
-from zi_isag_tool.extractors.selection import SelectionRule
 
 pytestmark = pytest.mark.slow
-
-
-def pinned_embedding() -> EmbeddingExtractor:
-    """The embedded MiniLM extractor with fixed selection thresholds (these tests check the adapter,
-    not the calibration of the default rule); the model itself is loaded once per process."""
-    return EmbeddingExtractor(rule=SelectionRule(floor=0.3, margin=0.25, cap=5))
 
 ContextualCompressionRetriever = pytest.importorskip(
     "langchain_classic.retrievers", reason="ContextualCompressionRetriever lives in langchain-classic"

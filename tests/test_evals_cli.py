@@ -16,7 +16,6 @@ import pytest
 from evals.cli import build_parser, config_from_args, run_evals
 from evals.extractors import ExtractorPool, split_specs
 from evals.loaders import EvalItem
-from evals.needlebench import DEFAULT_DATA_DIR
 from evals.suites import Context, EvalConfig, run_item
 from evals.suites.savings import info_tag_answer, verbatim_answer, window_savings
 from zi_isag_tool.tokens import default_counter
@@ -24,7 +23,6 @@ from zi_isag_tool.tokens import default_counter
 FIXTURES = Path(__file__).parent / "fixtures" / "evals"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 METRIC_KEYS = {"tag_recall", "tag_precision", "tag_f1", "negative_em", "context_token_ratio", "output_tokens"}
-needs_needlebench = pytest.mark.skipif(not (DEFAULT_DATA_DIR / "needles.jsonl").exists(), reason="shared NeedleBench data absent")
 
 
 def _evals(*args: str) -> dict[str, Any]:
@@ -58,7 +56,7 @@ def test_query_hotpotqa_with_embedding(tmp_path: Path) -> None:
     out = tmp_path / "query"
     results = _evals(
         "query", "--format", "hotpotqa", "--data", str(FIXTURES / "hotpotqa_mini.json"),
-        "--extractor", "full,embedding", "--negatives", "0.4", "--out", str(out),
+        "--extractor", "full", "embedding", "--negatives", "0.4", "--out", str(out),
     )
     suite = results["suites"]["query"]
     assert set(suite) == {"full", "embedding"}
@@ -71,7 +69,6 @@ def test_query_hotpotqa_with_embedding(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@needs_needlebench
 def test_needle_with_embedding_writes_heatmap(tmp_path: Path) -> None:
     out = tmp_path / "needle"
     results = _evals(
@@ -116,6 +113,17 @@ def test_parser_and_config() -> None:
     assert cfg.extractors == ["bm25", "lead", "full"]
     assert cfg.lengths == [1000, 2000] and cfg.depths == [0.0, 100.0] and cfg.limit == 5
     assert split_specs(["a, b", "a", ""]) == ["a", "b"]
+    # Space-separated (as argparse users type it), comma-separated, repeated, mixed: all the same list.
+    for argv in (
+        ["query", "--extractor", "bm25", "lead", "full"],
+        ["query", "--extractor", "bm25,lead,full"],
+        ["query", "-e", "bm25", "-e", "lead,full", "--limit", "2"],
+        ["--extractor", "bm25", "lead", "--extractor", "full", "--", "query"],
+        ["query", "--extractor", "bm25", "lead,full", "--out", "runs/x"],
+    ):
+        assert config_from_args(build_parser().parse_args(argv)).extractors == ["bm25", "lead", "full"], argv
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["query", "--extractor"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["query", "--depths", "120"])
     with pytest.raises(SystemExit):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.loaders import EvalItem, load_hotpotqa, load_items, load_zi_isag, subsample
-from evals.needlebench import (
-    DEFAULT_DATA_DIR,
+from evals.loaders import EvalItem, default_data_path, load_hotpotqa, load_items, load_zi_isag, subsample
+from zi_isag_tool.datasets import HOTPOTQA_DEV_SAMPLE, UPSTREAM_EXAMPLES_DIR
+from zi_isag_tool.datasets.needlebench import (
     NeedleBench,
     gold_tags,
     insert_needles,
@@ -20,8 +20,7 @@ from evals.needlebench import (
 from zi_isag_tool.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "evals"
-UPSTREAM = DEFAULT_DATA_DIR.parent / "upstream_examples"
-needs_needlebench = pytest.mark.skipif(not (DEFAULT_DATA_DIR / "needles.jsonl").exists(), reason="shared NeedleBench data absent")
+UPSTREAM = UPSTREAM_EXAMPLES_DIR
 
 
 # --- HotpotQA ---------------------------------------------------------------------------------
@@ -83,7 +82,6 @@ def test_zi_isag_fixture_records() -> None:
     )
 
 
-@pytest.mark.skipif(not UPSTREAM.exists(), reason="shared upstream examples absent")
 def test_zi_isag_upstream_examples() -> None:
     items = load_zi_isag(UPSTREAM)
     by_query = {it.query: it for it in items}
@@ -98,7 +96,7 @@ def test_zi_isag_upstream_examples() -> None:
 
 def test_load_items_errors_and_subsample(tmp_path: Path) -> None:
     with pytest.raises(InputError):
-        load_items("hotpotqa", None)
+        load_items("hotpotqa", tmp_path / "missing.json")
     with pytest.raises(InputError):
         load_items("csv", tmp_path)
     items = [EvalItem(id=str(i), query="q", kind="x", texts=("a",), gold_tags=frozenset({1})) for i in range(10)]
@@ -106,6 +104,16 @@ def test_load_items_errors_and_subsample(tmp_path: Path) -> None:
     assert [it.id for it in picked] == [it.id for it in subsample(items, 4, seed=3)]
     assert len(picked) == 4 and [int(it.id) for it in picked] == sorted(int(it.id) for it in picked)
     assert subsample(items, None, 0) == items
+
+
+def test_every_format_defaults_to_its_bundled_data() -> None:
+    assert default_data_path("hotpotqa") == HOTPOTQA_DEV_SAMPLE
+    hotpot = load_items("hotpotqa", None, negatives_share=0.0)
+    assert len(hotpot) == 100 and all(it.gold_tags for it in hotpot)
+    assert default_data_path("zi-isag") == UPSTREAM
+    assert load_items("zi-isag", None)
+    needles = load_items("needlebench", None, limit=3, lengths=[1000], depths=[50.0], negatives_share=0.0)
+    assert len(needles) == 3 and all(it.gold_spans for it in needles)
 
 
 # --- NeedleBench builder ------------------------------------------------------------------------
@@ -166,7 +174,6 @@ def test_gold_tags_overlap_rule() -> None:
     assert gold_tags(segments, [(5, 12)], text) == {1, 2}
 
 
-@needs_needlebench
 def test_needlebench_items_are_deterministic_and_sized() -> None:
     nb = NeedleBench()
     assert len(nb.needle_sets) == 4 and len(nb.single_needles()) == 3

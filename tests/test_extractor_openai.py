@@ -373,3 +373,11 @@ def test_from_settings_and_repr() -> None:
         OpenAIExtractor.from_settings(Settings(openai_model=None))
     with pytest.raises(ConfigError):
         OpenAIExtractor("127.0.0.1:8000", "m")
+
+
+async def test_environment_proxies_are_ignored(endpoint: tuple[str, _Recorder], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{_closed_port()}")
+    url, _ = endpoint
+    [sel] = await make(url).aextract("q", [window("good")])
+    assert sel.tags == [1, 3, 4] and not sel.failed

@@ -12,16 +12,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fixtures.web.web_servers import LocalServer, send
 from mcp import Client
 
 from evals.bench_adapters import PageServer, free_port
 from mcp_server.server import create_server, server_settings
 from zi_isag_tool.cli import DEMO_QUERY
 from zi_isag_tool.extractors.embedding import EmbeddingExtractor
+from zi_isag_tool.extractors.openai_compat import OpenAIExtractor
 from zi_isag_tool.extractors.selection import SelectionRule
 from zi_isag_tool.settings import Settings
 
 pytestmark = pytest.mark.slow
+
+RESULT_KEYS = {"query", "passages", "sources", "tokens", "passages_left_out", "windows", "failed_windows", "dropped_tags", "warnings"}
+
 
 
 def pinned_embedding() -> EmbeddingExtractor:
@@ -65,7 +70,7 @@ async def test_tool_listing_schemas_and_annotations(server: Any) -> None:
     assert urls["maxItems"] == 20
     assert all(p.get("description") for p in props.values())
     out = tool.output_schema
-    assert out is not None and set(out["required"]) == {"query", "passages", "sources", "tokens"}
+    assert out is not None and set(out["required"]) == {"query", "passages", "sources", "tokens", "windows", "failed_windows", "dropped_tags", "warnings"}
     assert tool.annotations is not None
     assert tool.annotations.read_only_hint is True and tool.annotations.open_world_hint is True
     assert tool.annotations.destructive_hint is False
@@ -83,7 +88,7 @@ async def test_call_returns_structured_passages_text_and_progress(server: Any, p
         )
     assert not result.is_error
     data = result.structured_content
-    assert data is not None and set(data) == {"query", "passages", "sources", "tokens"}
+    assert data is not None and set(data) == RESULT_KEYS
     assert data["query"] == DEMO_QUERY
     assert [s["status"] for s in data["sources"]] == ["ok"] * 3
     assert data["passages"] and all(set(p) == {"source", "title", "tags", "start", "end", "text"} for p in data["passages"])
@@ -186,5 +191,58 @@ async def test_cancelled_call_stops_fetching_and_leaks_no_tasks(server: Any, pag
         await asyncio.sleep(0.2)
         assert not {t for t in asyncio.all_tasks() - before if not t.done()} - {asyncio.current_task()}
         # The server still answers after a cancelled call.
+        again = await client.call_tool("web_extract", {"query": DEMO_QUERY, "urls": pages.urls[:1]})
+        assert not again.is_error
+
+
+def _empty_answers(handler: Any) -> None:
+    handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    send(handler, 200, json.dumps({"choices": [{"message": {"content": ""}}]}).encode(), "application/json")
+
+
+async def test_every_window_failing_is_an_error_with_failed_windows(settings: Settings, pages: PageServer) -> None:
+    with LocalServer({"/v1/chat/completions": _empty_answers}) as endpoint:
+        failing = OpenAIExtractor(endpoint.url("/v1"), "m", max_retries=0)
+        async with Client(create_server(settings, extractor=failing)) as client:
+            result = await client.call_tool("web_extract", {"query": DEMO_QUERY, "urls": pages.urls})
+    assert result.is_error
+    text = result.content[0].text
+    assert "Extraction failed for all" in text and "empty answer" in text and "No relevant passage" not in text
+    data = result.structured_content
+    assert data is not None and data["windows"] >= 3 and data["failed_windows"] == data["windows"]
+    assert [s["status"] for s in data["sources"]] == ["ok"] * 3 and data["passages"] == []
+
+
+async def test_partial_window_failure_shows_in_structured_content(settings: Settings, pages: PageServer) -> None:
+    def some_empty(handler: Any) -> None:
+        body = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length") or 0)))
+        answer = "" if "sourdough" in json.dumps(body).lower() else "#Extracted Information Tag#: [[<T-1>]]"
+        send(handler, 200, json.dumps({"choices": [{"message": {"content": answer}}]}).encode(), "application/json")
+
+    with LocalServer({"/v1/chat/completions": some_empty}) as endpoint:
+        partly = OpenAIExtractor(endpoint.url("/v1"), "m", max_retries=0)
+        async with Client(create_server(settings, extractor=partly)) as client:
+            result = await client.call_tool("web_extract", {"query": DEMO_QUERY, "urls": pages.urls})
+    assert not result.is_error
+    data = result.structured_content
+    assert 0 < data["failed_windows"] < data["windows"] and data["passages"]
+    assert any("empty answer" in w for w in data["warnings"])
+    assert "! " in result.content[0].text and "empty answer" in result.content[0].text
+
+
+async def test_concurrent_calls_are_capped_and_excess_calls_told_to_retry(extractor: Any, pages: PageServer) -> None:
+    capped = server_settings(
+        Settings(allow_private_networks=True, extractor="embedding", mcp_max_calls=1, mcp_queue_timeout=0.3)
+    )
+    pages.slow_started.clear()
+    async with Client(create_server(capped, extractor=extractor)) as client:
+        first = asyncio.create_task(client.call_tool("web_extract", {"query": DEMO_QUERY, "urls": [pages.url("slow")]}))
+        assert await asyncio.to_thread(pages.slow_started.wait, 20)
+        busy = await client.call_tool("web_extract", {"query": DEMO_QUERY, "urls": pages.urls[:1]})
+        assert busy.is_error and "busy" in busy.content[0].text and "Retry" in busy.content[0].text
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        # The slot is free again once the first call is gone.
         again = await client.call_tool("web_extract", {"query": DEMO_QUERY, "urls": pages.urls[:1]})
         assert not again.is_error

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from zi_isag_tool.datasets import UPSTREAM_EXAMPLES_DIR
 from zi_isag_tool.parser import ParsedTags, format_tags, parse_tags
 
-UPSTREAM = Path("/work/shared/data/upstream_examples")
+UPSTREAM = UPSTREAM_EXAMPLES_DIR
 
 
 def _check_invariants(r: ParsedTags, n_tags: int) -> None:

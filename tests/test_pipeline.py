@@ -14,6 +14,9 @@ from zi_isag_tool.cli import DEMO_QUERY, example_sources
 from zi_isag_tool.extractors.base import SyncExtractor
 from zi_isag_tool.types import Document, TaggedWindow, WindowSelection
 
+RESULT_KEYS = {"query", "passages", "sources", "tokens", "passages_left_out", "windows", "failed_windows", "dropped_tags", "warnings"}
+
+
 
 def _check_exact(result) -> None:
     docs = {d.source: d for d in result.documents}
@@ -41,7 +44,7 @@ def test_bm25_on_bundled_examples(bm25: Pipeline) -> None:
     assert 0 < t.kept < t.content and t.prompt > t.content and t.output > 0
     assert result.tokenizer == "o200k_base"
     shape = result.to_dict()
-    assert set(shape) == {"query", "passages", "sources", "tokens"}
+    assert set(shape) == RESULT_KEYS
     assert set(shape["passages"][0]) == {"source", "title", "tags", "start", "end", "text"}
 
 

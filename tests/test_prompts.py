@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from zi_isag_tool import prompts
+from zi_isag_tool.datasets import UPSTREAM_EXAMPLES_DIR
 from zi_isag_tool.parser import parse_tags
 from zi_isag_tool.prompts import (
     INFO_TAG_TEMPLATE,
@@ -24,7 +24,7 @@ from zi_isag_tool.prompts import (
 )
 from zi_isag_tool.tokens import default_counter
 
-UPSTREAM = Path("/work/shared/data/upstream_examples")
+UPSTREAM = UPSTREAM_EXAMPLES_DIR
 _PARTS = re.compile(
     r"#Reference Materials#:<Reference Materials>(?P<content>.*)</Reference Materials>\n\n"
     r"#User Query#:<User Query>(?P<query>.*?)</User Query>",

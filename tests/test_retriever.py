@@ -6,10 +6,13 @@ MiniLM model, loaded once per process.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
 import pytest
+from fixtures.extractors import pinned_embedding
+from fixtures.web.web_servers import LocalServer, SearXNGStub, searxng_result, send
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
@@ -19,18 +22,12 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
-from zi_isag_tool import InputError, MissingApiKeyError, ZiIsagRetriever
+from evals.bench_adapters import PageServer
+from zi_isag_tool import ExtractorError, InputError, MissingApiKeyError, Settings, ZiIsagRetriever
 from zi_isag_tool.cli import DEMO_QUERY, example_sources
-from zi_isag_tool.extractors.embedding import EmbeddingExtractor
-from zi_isag_tool.extractors.selection import SelectionRule
+from zi_isag_tool.extractors.openai_compat import OpenAIExtractor
 
 pytestmark = pytest.mark.slow
-
-
-def pinned_embedding() -> EmbeddingExtractor:
-    """The embedded MiniLM extractor with fixed selection thresholds (these tests check the adapter,
-    not the calibration of the default rule); the model itself is loaded once per process."""
-    return EmbeddingExtractor(rule=SelectionRule(floor=0.3, margin=0.25, cap=5))
 
 EMBEDDED = pinned_embedding()
 
@@ -61,7 +58,8 @@ def test_documents_carry_provenance_and_token_accounting(retriever: ZiIsagRetrie
     assert [d.page_content for d in docs] == [p.text for p in result.passages]
     for doc in docs:
         meta = doc.metadata
-        assert set(meta) >= {"source", "title", "tags", "start", "end", "tokens"}
+        assert set(meta) >= {"source", "title", "tags", "start", "end", "tokens", "failed_windows", "dropped_tags", "warnings"}
+        assert (meta["failed_windows"], meta["dropped_tags"], meta["warnings"]) == (0, 0, [])
         assert meta["source"] in example_sources()
         assert meta["tags"] and all(isinstance(t, int) for t in meta["tags"])
         assert meta["end"] - meta["start"] >= len(doc.page_content.strip())
@@ -174,3 +172,39 @@ async def test_async_errors_fire_on_retriever_error_and_propagate(monkeypatch: p
     with pytest.raises(MissingApiKeyError, match="TAVILY_API_KEY"):
         await searching.ainvoke(DEMO_QUERY, config={"callbacks": [handler]})
     assert len(handler.errors) == 1 and isinstance(handler.errors[0], MissingApiKeyError)
+
+
+def test_searches_searxng_by_name_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TAVILY_API_KEY", raising=False)
+    monkeypatch.delenv("ZI_ISAG_TAVILY_API_KEY", raising=False)
+    with PageServer() as pages:
+        stub = SearXNGStub([searxng_result(url, url.rsplit("/", 1)[-1], ["duckduckgo"], 1.0) for url in pages.urls])
+        with LocalServer({"/search": stub.route}) as searxng:
+            r = ZiIsagRetriever(
+                extractor="bm25", search="searxng", searxng_url=searxng.url(""), max_results=2,
+                settings=Settings(allow_private_networks=True), k=None,
+            )
+            assert (r.pipeline.settings.search, r.pipeline.settings.searxng_url) == ("searxng", searxng.url(""))
+            docs = r.invoke(DEMO_QUERY)
+    assert docs and {d.metadata["source"] for d in docs} <= set(pages.urls[:2])
+    both = ZiIsagRetriever(extractor="bm25", search="tavily,searxng", searxng_url="http://127.0.0.1:9")
+    assert both.pipeline.settings.search_names == ["tavily", "searxng"]
+
+
+def _answers(handler: Any) -> None:
+    """Tag 1 of the heat-pump pages, "" (a failed window) for the sourdough page."""
+    body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0)).decode().lower()
+    answer = "" if "sourdough" in body else "#Extracted Information Tag#: [[<T-1>]]"
+    send(handler, 200, json.dumps({"choices": [{"message": {"content": answer}}]}).encode(), "application/json")
+
+
+async def test_extraction_failures_are_in_metadata_and_a_total_failure_raises() -> None:
+    txt = next(s for s in example_sources() if s.endswith(".txt"))
+    with LocalServer({"/v1/chat/completions": _answers}) as endpoint:
+        extractor = OpenAIExtractor(endpoint.url("/v1"), "m", max_retries=0)
+        docs = await ZiIsagRetriever(sources=example_sources(), extractor=extractor, k=None).ainvoke(DEMO_QUERY)
+        assert docs
+        meta = docs[0].metadata
+        assert meta["failed_windows"] >= 1 and any("empty answer" in w for w in meta["warnings"])
+        with pytest.raises(ExtractorError, match="Extraction failed for every window .*empty answer"):
+            ZiIsagRetriever(sources=[txt], extractor=extractor).invoke("Why feed a sourdough starter?")

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from evals.needlebench import split_of
 from train.construct.cli import main as construct_main
 from train.construct.gold import GoldConfig, build_gold
 from train.construct.teacher_client import TeacherClient
+from zi_isag_tool.datasets import UPSTREAM_EXAMPLES_DIR
+from zi_isag_tool.datasets.needlebench import split_of
 from zi_isag_tool.parser import parse_tags
 
 ROOT = Path(__file__).resolve().parents[1]
-UPSTREAM = ROOT.parent / "shared" / "data" / "upstream_examples"
+UPSTREAM = UPSTREAM_EXAMPLES_DIR
 RAW = UPSTREAM / "raw_data_example_notag.jsonl"
 EXTRACTED = UPSTREAM / "extract_data_extract_info_tag.jsonl"
 

@@ -13,7 +13,8 @@ from train.args import parse_args
 from train.cli import main as train_main
 from train.construct.cli import main as construct_main
 from train.construct.records import make_record
-from train.data import IGNORE_INDEX, encode_record, load_examples, pack_examples, padding_share
+from train.data import load_examples, pack_examples, padding_share
+from train.record import IGNORE_INDEX, encode_record
 from train.sft import cosine_with_floor, resolve_ds_config
 from zi_isag_tool.errors import ConfigError, InputError
 

@@ -170,6 +170,14 @@ def test_convert_local_file_refusals(tmp_path: Path) -> None:
         convert_local_file(tmp_path / "missing.md")
 
 
+@pytest.mark.parametrize("label", ["hex", "base64", "rot13", "rot-13", "uu", "zlib", "bz2", "idna", "punycode", "utf-7"])
+def test_charset_labels_naming_no_text_codec_fall_back_to_detection(label: str) -> None:
+    data = html_page("t", UTF8_TEXT).encode("utf-8")
+    assert UTF8_TEXT in decode_body(data, f"text/html; charset={label}")
+    meta = html_page("t", CP1252_TEXT, f'<meta charset="{label}">').encode("cp1252")
+    assert CP1252_TEXT in decode_body(meta, "text/html")
+
+
 LINKED = html_page(
     "Dividend investing",
     "<article><h1>Dividend investing</h1>"

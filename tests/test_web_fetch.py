@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fixtures.web.web_servers import (
     ARTICLE_HTML,
@@ -29,6 +30,7 @@ from fixtures.web.web_servers import (
 
 from zi_isag_tool.settings import Settings
 from zi_isag_tool.web.fetch import FetchedPage, Fetcher
+from zi_isag_tool.web.robots import RobotsPolicy
 from zi_isag_tool.web.search import SearchHit
 
 CAP = 200_000
@@ -63,6 +65,7 @@ def _routes(port_ref: list[int]) -> dict[str, object]:
             html_page("SJIS page", SJIS_TEXT).encode("shift_jis"), "text/html; charset=Shift_JIS"
         ),
         "/gbk": static(html_page("GBK page", GBK_TEXT).encode("gbk"), "text/html"),
+        "/hex-label": static(html_page("Hex label", UTF8_TEXT).encode(), "text/html; charset=hex"),
         "/pdf": static(
             make_pdf(["Annual tide report.", "Pools warm by eleven degrees."], "Tide PDF"), "application/pdf"
         ),
@@ -119,8 +122,9 @@ async def _fetch(server: LocalServer, path: str, **overrides: object) -> Fetched
         ("/cp1252", CP1252_TEXT, "Latin page"),
         ("/sjis", SJIS_TEXT, "SJIS page"),
         ("/gbk", GBK_TEXT, "GBK page"),
+        ("/hex-label", UTF8_TEXT, "Hex label"),
     ],
-    ids=["utf-8", "windows-1252", "shift_jis", "gbk-detected"],
+    ids=["utf-8", "windows-1252", "shift_jis", "gbk-detected", "non-text-codec-label"],
 )
 async def test_html_in_several_charsets(server: LocalServer, path: str, expected: str, title: str) -> None:
     page = await _fetch(server, path)
@@ -340,3 +344,48 @@ def test_page_from_search_hit_raw_content() -> None:
     page = FetchedPage.from_search_hit(hit)
     assert page is not None and (page.status, page.text, page.title) == ("ok", "# Full\n\nText.", "T")
     assert FetchedPage.from_search_hit(SearchHit(url="https://e.com/b", raw_content="  ")) is None
+
+
+async def test_per_host_state_does_not_outlive_the_fetches(server: LocalServer) -> None:
+    """A long-lived fetcher sees many host names: it keeps a slot only while one is in use."""
+    hosts = [f"site{i}.test" for i in range(12)]
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    urls = [f"http://{host}:{server.port}/plain" for host in hosts]
+    async with Fetcher(fetch_settings(respect_robots=True), resolver=resolve) as fetcher:
+        pages = await fetcher.fetch_many(urls)
+        assert [p.status for p in pages] == ["ok"] * len(hosts)
+        assert len(fetcher._per_host) == 0
+        assert fetcher._robots is not None and len(fetcher._robots) == len(hosts)
+
+
+async def test_robots_rules_are_bounded_shared_and_expire() -> None:
+    calls: list[str] = []
+    release = asyncio.Event()
+
+    async def fetch(url: str) -> tuple[int, bytes]:
+        calls.append(url)
+        await release.wait()
+        return 200, b"User-agent: *\nDisallow: /private/\n"
+
+    policy = RobotsPolicy(fetch, "zi-isag-test", ttl=3600, max_origins=3)
+    # Concurrent checks of one origin share one request.
+    checks = [asyncio.create_task(policy.allowed(httpx.URL(f"https://a.test/{p}"))) for p in ("x", "private/y")]
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await asyncio.gather(*checks) == [True, False]
+    assert calls == ["https://a.test/robots.txt"]
+    # At most max_origins kept, least recently used out first.
+    for name in ("b", "c", "a", "d"):
+        await policy.allowed(httpx.URL(f"https://{name}.test/"))
+    assert len(policy) == 3
+    await policy.allowed(httpx.URL("https://a.test/"))  # still kept: used recently
+    await policy.allowed(httpx.URL("https://b.test/"))  # evicted: asked again
+    assert calls.count("https://a.test/robots.txt") == 1 and calls.count("https://b.test/robots.txt") == 2
+    # Expired rules are read again.
+    expired = RobotsPolicy(fetch, "zi-isag-test", ttl=0)
+    await expired.allowed(httpx.URL("https://e.test/"))
+    await expired.allowed(httpx.URL("https://e.test/"))
+    assert calls.count("https://e.test/robots.txt") == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import ssl
 from typing import Any
 
@@ -77,6 +78,9 @@ BLOCKED_URLS = [
     "http://224.0.0.1/",
     "http://[fd00::1]/",
     "http://[2002:7f00:1::]/",  # 6to4 wrapping 127.0.0.1
+    "http://[fec0::1]/",  # site-local
+    "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+    "http://[64:ff9b:1::a00:1]/",  # local-use NAT64 of 10.0.0.1
     "http://localhost/",
     "http://app.localhost/",
     "http://intranet.public-looking.example/",  # resolves to a private address
@@ -151,7 +155,18 @@ def test_address_classes() -> None:
     assert problem("2606:2800:220:1:248:1893:25c8:1946") is None
     assert problem("100.64.1.1") == "a carrier-grade NAT address"
     assert problem("::ffff:93.184.216.34") == "an IPv4-mapped IPv6 address"  # mapped forms always refused
-    assert problem("64:ff9b::a00:1") == "a private address"  # NAT64 of 10.0.0.1
+    # Deprecated site-local IPv6 is private; NAT64 addresses are judged by the IPv4 inside.
+    assert problem("fec0::1") == "a site-local address" and problem("fec0::1", True) is None
+    assert problem("64:ff9b::a00:1") == "a private address behind a NAT64 prefix"  # 10.0.0.1
+    assert problem("64:ff9b::7f00:1") == "a loopback address behind a NAT64 prefix"
+    assert problem("64:ff9b::a9fe:a9fe", True) == "a cloud metadata address behind a NAT64 prefix"
+    assert problem("64:ff9b::5db8:d822") is None  # 93.184.216.34
+    # Local-use prefix: every RFC 6052 layout is read; any non-public reading refuses it.
+    assert problem("64:ff9b:1::5db8:d822") is None  # /96 layout, 93.184.216.34
+    assert problem("64:ff9b:1::7f00:1") == "a loopback address behind a NAT64 prefix"  # /96: 127.0.0.1
+    assert problem("64:ff9b:1:7f00:0:100::") == "a loopback address behind a NAT64 prefix"  # /48 layout
+    assert problem("64:ff9b:1:0:a:0::") == "a private address behind a NAT64 prefix"  # /64 layout
+    assert problem("64:ff9b:1::7f00:1", True) is None
     # allow_private lets loopback and private through, never metadata, unspecified or multicast.
     assert problem("127.0.0.1", True) is None and problem("10.0.0.1", True) is None
     assert problem("169.254.169.254", True) == "a cloud metadata address"
@@ -265,3 +280,35 @@ async def test_https_connects_to_checked_ip_with_sni_and_certificate_of_the_name
     assert server.requests[0][2]["Host"] == f"secure.test:{server.port}"
     # Same IP, but the certificate is checked against the name in the URL.
     assert wrong_name.status == "error" and wrong_name.text is None
+
+
+async def test_custom_transport_or_proxy_loses_pinning_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    caplog.set_level(logging.WARNING, logger="zi_isag_tool.web.fetch")
+    async with Fetcher(settings, transport=GuardedTransport(network_backend=RecordingBackend())) as fetcher:
+        assert fetcher.pinned
+    assert not caplog.records
+    async with Fetcher(settings, transport=httpx.AsyncHTTPTransport()) as fetcher:
+        assert not fetcher.pinned
+    assert "not pinned to the checked addresses" in caplog.text
+    caplog.clear()
+    proxied = Settings(_env_file=None, fetch_proxy="http://user:pw@proxy.internal:3128")  # type: ignore[call-arg]
+    async with Fetcher(proxied) as fetcher:
+        assert not fetcher.pinned
+    assert "proxy http://proxy.internal:3128" in caplog.text and "pw" not in caplog.text
+    with pytest.raises(ValueError, match="http:// or https://"):
+        Settings(_env_file=None, fetch_proxy="socks5://proxy:1080")  # type: ignore[call-arg]
+
+
+async def test_fetch_through_explicit_proxy_still_guarded() -> None:
+    """A forward proxy on 127.0.0.1 (trusted, the operator's); the pages are public names."""
+    page = html_page("Proxied", "This page came through the proxy.")
+    resolver = RecordingResolver({"public.test": ["93.184.216.34"], "intranet.test": ["10.0.0.7"]})
+    with LocalServer({}) as proxy:
+        proxy.routes["http://public.test/p"] = static(page.encode(), "text/html; charset=utf-8")
+        settings = Settings(_env_file=None, fetch_proxy=proxy.url(""))  # type: ignore[call-arg]
+        async with Fetcher(settings, resolver=resolver) as fetcher:
+            ok, refused = await fetcher.fetch_many(["http://public.test/p", "http://intranet.test/p"])
+    assert ok.status == "ok" and "came through the proxy" in (ok.text or "")
+    assert refused.status == "blocked" and "private address" in (refused.error or "")
+    assert [path for _, path, _ in proxy.requests] == ["http://public.test/p"]  # the refused URL never left

@@ -48,6 +48,7 @@ async def test_results_with_and_without_raw_content(tavily: tuple[LocalServer, T
             content="A short snippet.",
             raw_content="# Raw page\n\nThe full page text from Tavily.",
             score=0.91,
+            engines=("tavily",),
         ),
         SearchHit(
             url="https://example.org/plain",
@@ -55,6 +56,8 @@ async def test_results_with_and_without_raw_content(tavily: tuple[LocalServer, T
             content="Another snippet.",
             raw_content=None,
             score=0.5,
+            engines=("tavily",),
+            published="Sun, 30 Nov 2026 08:00:00 GMT",
         ),
     ]
     body = stub.bodies[-1]
@@ -156,3 +159,21 @@ def test_missing_key_says_how_to_provide_one(monkeypatch: pytest.MonkeyPatch) ->
             assert needle in text
     monkeypatch.setenv("TAVILY_API_KEY", KEY)
     assert KEY not in repr(TavilySearch())
+
+
+async def test_environment_proxies_are_ignored_and_an_explicit_one_is_used(
+    tavily: tuple[LocalServer, TavilyStub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "TAVILY_HTTP_PROXY", "TAVILY_HTTPS_PROXY"):
+        monkeypatch.setenv(name, dead)  # a proxy that is not there: using it would fail the search
+    server, stub = tavily
+    assert (await _client(server).search("anything", max_results=5))[0].title == "With raw content"
+    # api_proxy: a forward proxy on 127.0.0.1 receives the request (absolute URI) and answers it.
+    with LocalServer({"http://tavily.test/search": stub.route}) as proxy:
+        settings = Settings(_env_file=None, tavily_api_key=KEY, tavily_base_url="http://tavily.test", api_proxy=proxy.url(""))  # type: ignore[call-arg]
+        hits = await TavilySearch.from_settings(settings).search("through a proxy", max_results=5)
+    assert hits[0].title == "With raw content"
+    assert [path for _, path, _ in proxy.requests] == ["http://tavily.test/search"]

@@ -1,33 +1,25 @@
 """Tokenise prompt/completion records with labels on the completion only, and pack without padding.
 
-Accepted record shapes (one JSON object a line):
-
-- conversational (what ``train construct`` writes, TRL's prompt-completion layout):
-  ``{"prompt": [{"role": "user", "content": ...}], "completion": [{"role": "assistant", "content": ...}]}``
-  rendered with the target model's own chat template, so one data set serves any chat model;
-- pre-rendered strings (ZI-ISAG's released instruction files): ``{"prompt": "<|im_start|>user...",
-  "chosen": "<|im_start|>assistant..."}`` (``completion`` is accepted for ``chosen``).
+The record shapes accepted, and their tokenisation, are ``train.record``'s; every record is checked by
+``train.construct.validate`` before it is trained on.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zi_isag_tool.datasets.jsonl import json_lines
 from zi_isag_tool.errors import InputError
 
+from .construct.validate import check_record
+from .record import IGNORE_INDEX
+
 log = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100
-
-
-class RecordError(InputError):
-    """One record cannot be trained on; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,93 +48,6 @@ class Batch:
     n_examples: int
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """``(line_number, parsed_or_exception)`` for every non-blank line (1-based numbers)."""
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield n, RecordError(f"not valid JSON ({exc.msg} at column {exc.colno})")
-
-
-def _messages(value: Any, role: str, what: str) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise RecordError(f"'{what}' must be a non-empty list of chat messages")
-    for m in value:
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise RecordError(f"every message in '{what}' needs string 'role' and 'content'")
-    if value[-1]["role"] != role:
-        raise RecordError(f"the last message of '{what}' must have role '{role}'")
-    return value
-
-
-def record_parts(record: Any) -> tuple[list[dict[str, str]] | str, list[dict[str, str]] | str]:
-    """The prompt and completion of a record, checked for shape (``RecordError`` when missing/wrong)."""
-    if not isinstance(record, dict):
-        raise RecordError("record must be a JSON object")
-    if "prompt" not in record:
-        raise RecordError("missing field 'prompt'")
-    completion = record.get("completion", record.get("chosen"))
-    if completion is None:
-        raise RecordError("missing field 'completion' (or 'chosen')")
-    prompt = record["prompt"]
-    if isinstance(prompt, str) and isinstance(completion, str):
-        if not prompt.strip() or not completion.strip():
-            raise RecordError("empty 'prompt' or 'completion'")
-        return prompt, completion
-    if isinstance(prompt, str) or isinstance(completion, str):
-        raise RecordError("'prompt' and 'completion' must both be strings or both be message lists")
-    return _messages(prompt, "user", "prompt"), _messages(completion, "assistant", "completion")
-
-
-def completion_text(record: dict[str, Any]) -> str:
-    completion = record.get("completion", record.get("chosen"))
-    if isinstance(completion, str):
-        return completion
-    return "".join(m["content"] for m in completion)
-
-
-def prompt_text(record: dict[str, Any]) -> str:
-    prompt = record["prompt"]
-    if isinstance(prompt, str):
-        return prompt
-    return "\n".join(m["content"] for m in prompt)
-
-
-def _as_ids(rendered: Any) -> list[int]:
-    # apply_chat_template(tokenize=True) returns a list, or a BatchEncoding in some versions.
-    if isinstance(rendered, dict) or hasattr(rendered, "input_ids"):
-        rendered = rendered["input_ids"]
-    return list(rendered)
-
-
-def encode_record(record: Any, tokenizer: Any) -> tuple[list[int], list[int]]:
-    """``(input_ids, labels)``; labels are ``IGNORE_INDEX`` on the prompt. Raises ``RecordError``."""
-    prompt, completion = record_parts(record)
-    if isinstance(prompt, str):
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        full = list(p_ids) + list(c_ids)
-        n_prompt = len(p_ids)
-    else:
-        try:
-            p_ids = _as_ids(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True))
-            full = _as_ids(tokenizer.apply_chat_template(prompt + completion, tokenize=True))
-        except Exception as exc:  # jinja errors, missing template: the record is not usable with this model
-            raise RecordError(f"chat template does not render: {type(exc).__name__}: {exc}") from exc
-        # Labels are exact only if the prompt rendering is a prefix of the full rendering.
-        if full[: len(p_ids)] != p_ids:
-            raise RecordError("chat template renders the prompt differently with and without the completion")
-        n_prompt = len(p_ids)
-    if len(full) <= n_prompt:
-        raise RecordError("completion renders to no tokens")
-    labels = [IGNORE_INDEX] * n_prompt + full[n_prompt:]
-    return full, labels
-
-
 def load_examples(
     path: str | Path,
     tokenizer: Any,
@@ -158,15 +63,14 @@ def load_examples(
     prompt, length fits, the template renders); ``on_bad_record='error'`` raises ``InputError`` at
     the first bad line instead of skipping it.
     """
-    from .construct.validate import check_record
-
     examples: list[Example] = []
     problems: list[tuple[int, str]] = []
-    for line, record in iter_jsonl(path):
+    for row in json_lines(path):
+        line, record = row.number, row.value
         if isinstance(record, dict) and formats and record.get("format") and record["format"] not in formats:
             continue
-        if isinstance(record, Exception):
-            problem: str | None = str(record)
+        if row.problem is not None:
+            problem: str | None = row.problem
             encoded = None
         else:
             problem, encoded = check_record(record, tokenizer, max_seq_length=max_seq_length)

@@ -1,6 +1,6 @@
 """zi-isag-tool: zero-index internet-search-augmented generation with a tag-only extractor.
 
-    from zi_isag_tool import Pipeline, ZiIsagRetriever, TagExtractCompressor
+    from zi_isag_tool import Pipeline, ZiIsagRetriever, TagExtractCompressor, ZiIsagWebExtract
 """
 
 from __future__ import annotations
@@ -8,7 +8,15 @@ from __future__ import annotations
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ExtractorError, InputError, MissingApiKeyError, SearchError, ZiIsagError
+from .errors import (
+    ConfigError,
+    ExtractorError,
+    InputError,
+    MissingApiKeyError,
+    SearchError,
+    SearchNotConfiguredError,
+    ZiIsagError,
+)
 from .settings import Settings
 from .types import Document, Link, Passage, Result, SourceResult, TokenUsage
 
@@ -16,6 +24,7 @@ if TYPE_CHECKING:
     from .compressor import TagExtractCompressor
     from .pipeline import Pipeline
     from .retriever import ZiIsagRetriever
+    from .tool import ZiIsagWebExtract
 
 try:
     __version__ = metadata.version("zi-isag-tool")
@@ -26,6 +35,7 @@ __all__ = [
     "Pipeline",
     "ZiIsagRetriever",
     "TagExtractCompressor",
+    "ZiIsagWebExtract",
     "Settings",
     "Document",
     "Link",
@@ -38,6 +48,7 @@ __all__ = [
     "InputError",
     "ExtractorError",
     "SearchError",
+    "SearchNotConfiguredError",
     "MissingApiKeyError",
     "__version__",
 ]
@@ -46,6 +57,7 @@ _LAZY = {
     "Pipeline": ".pipeline",
     "ZiIsagRetriever": ".retriever",
     "TagExtractCompressor": ".compressor",
+    "ZiIsagWebExtract": ".tool",
 }
 
 

@@ -12,6 +12,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .tokens import TokenCounter
 from .types import Document, Passage, Segment, TaggedWindow, WindowSelection
@@ -68,6 +69,14 @@ def _passage(doc: Document, tags: list[int], segments: list[Segment], score: flo
     return Passage(doc.source, doc.title, tuple(tags), start, end, doc.text[start:end], score)
 
 
+class Assembled(NamedTuple):
+    passages: list[Passage]
+    kept: int
+    """Tokens of the passages returned."""
+    left_out: int
+    """Passages the token budget dropped or cut short."""
+
+
 def assemble(
     documents: Sequence[Document],
     windows: Sequence[TaggedWindow],
@@ -76,12 +85,14 @@ def assemble(
     counter: TokenCounter,
     max_tokens: int | None = None,
     max_passages: int | None = None,
-) -> tuple[list[Passage], int]:
-    """Return ``(passages, kept_tokens)``.
+) -> Assembled:
+    """Return ``(passages, kept_tokens, left_out)``.
 
     Passages come best first when the extractor scored its tags, otherwise in reading order (source
     rank, then position). Under ``max_tokens`` the best passages are kept first; a passage that does
-    not fit whole is cut back to its leading segments that do fit (still exact source text).
+    not fit whole is cut back to its leading segments that do fit (still exact source text). Each
+    passage the budget dropped or cut counts in ``left_out`` (``max_passages`` is a choice, not a loss,
+    and does not count).
     """
     runs = _selected_runs(windows, selections)
     if any(run.score is not None for run in runs):
@@ -89,6 +100,7 @@ def assemble(
     passages: list[Passage] = []
     returned: set[tuple[str, ...]] = set()
     kept = 0
+    left_out = 0
     for run in runs:
         if max_passages is not None and len(passages) >= max_passages:
             break
@@ -102,12 +114,13 @@ def assemble(
         returned.add(words)
         tokens = counter.count(passage.text)
         if max_tokens is not None and kept + tokens > max_tokens:
+            left_out += 1
             passage, tokens = _fit_prefix(doc, run, counter, max_tokens - kept)
             if passage is None:
                 continue
         passages.append(passage)
         kept += tokens
-    return passages, kept
+    return Assembled(passages, kept, left_out)
 
 
 def _fit_prefix(doc: Document, run: _Run, counter: TokenCounter, budget: int) -> tuple[Passage | None, int]:

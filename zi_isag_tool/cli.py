@@ -35,10 +35,19 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_common(extract)
     extract.add_argument(
         "--source", "-s", action="append", default=[], metavar="URL_OR_PATH",
-        help="an http(s) URL or a local .html/.md/.txt/.pdf file (repeatable); without it, search with Tavily",
+        help="an http(s) URL or a local .html/.md/.txt/.pdf file (repeatable); without it, search the web",
     )
     extract.add_argument("--max-results", type=int, default=None, metavar="N", help="search results to read (1-20)")
+    extract.add_argument(
+        "--search", default=None, metavar="NAME[,NAME]",
+        help="search backend(s): tavily, searxng, or both comma-separated, merged by rank fusion "
+        "(default: $ZI_ISAG_SEARCH or tavily)",
+    )
     extract.add_argument("--tavily-api-key", default=None, help="Tavily key (default: $TAVILY_API_KEY)")
+    extract.add_argument(
+        "--searxng-url", default=None, metavar="URL",
+        help="a SearXNG instance with its JSON format on (default: $ZI_ISAG_SEARXNG_URL)",
+    )
 
     demo = sub.add_parser("demo", help="run an offline extraction on the bundled example pages")
     demo.add_argument("query", nargs="?", default=DEMO_QUERY)
@@ -64,11 +73,19 @@ def render_text(result: Result) -> str:
         lines.append(f"[{i}] {p.title or p.source}\n    {p.source}  tags {tags}  chars {p.start}-{p.end}")
         lines.extend("    " + line for line in p.text.splitlines())
         lines.append("")
-    if not result.passages:
+    if result.extraction_failed:
+        lines.append("No passage: extraction failed for every window (see the warnings below).\n")
+    elif not result.passages:
         lines.append("No relevant passage found.\n")
+    if result.passages_left_out:
+        lines.append(
+            f"… {result.passages_left_out} more selected passage(s) did not fit the token budget (left out or "
+            "cut short); call again with a larger max_tokens to get them.\n"
+        )
     for s in result.sources:
         if s.status != "ok" or s.error:
             lines.append(f"! {s.source}: {s.status}" + (f" ({s.error})" if s.error else ""))
+    lines.extend(f"! {warning}" for warning in result.warnings)
     t = result.tokens
     ratio = f"{t.kept / t.content:.1%}" if t.content else "n/a"
     lines.append(
@@ -89,14 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {}
     if args.extractor:
         overrides["extractor"] = args.extractor
-    if getattr(args, "tavily_api_key", None):
-        overrides["tavily_api_key"] = args.tavily_api_key
+    for option in ("search", "tavily_api_key", "searxng_url"):
+        if getattr(args, option, None):
+            overrides[option] = getattr(args, option)
     if getattr(args, "max_results", None):
         overrides["max_results"] = args.max_results
     sources = example_sources() if args.command == "demo" else args.source
     try:
-        pipeline = Pipeline(**overrides)
-        result = pipeline.run(args.query, sources, max_tokens=args.max_tokens, max_passages=args.max_passages)
+        with Pipeline(**overrides) as pipeline:
+            result = pipeline.run(args.query, sources, max_tokens=args.max_tokens, max_passages=args.max_passages)
     except (ZiIsagError, ValueError) as exc:
         print(f"zi-isag: error: {exc}", file=sys.stderr)
         return 2
@@ -104,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
         print(render_text(result))
-    return 0
+    return 1 if result.extraction_failed else 0
 
 
 if __name__ == "__main__":

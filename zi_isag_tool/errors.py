@@ -23,5 +23,9 @@ class SearchError(ZiIsagError):
     """The search backend failed (bad key, quota, unreachable)."""
 
 
-class MissingApiKeyError(SearchError, ConfigError):
+class SearchNotConfiguredError(SearchError, ConfigError):
+    """No search backend can run: none is configured well enough (a key or an instance URL is missing)."""
+
+
+class MissingApiKeyError(SearchNotConfiguredError):
     """A search backend that needs a key has none."""

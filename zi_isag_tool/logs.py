@@ -14,7 +14,15 @@ import logging
 import os
 import sys
 
-__all__ = ["PAGE_LIBRARIES", "THIRD_PARTY", "setup_logging", "quiet_third_party", "disable_progress_bars"]
+__all__ = [
+    "PAGE_LIBRARIES",
+    "THIRD_PARTY",
+    "setup_logging",
+    "quiet_third_party",
+    "third_party_levels",
+    "set_levels",
+    "disable_progress_bars",
+]
 
 PAGE_LIBRARIES = ("trafilatura", "htmldate", "courlan", "justext", "readability", "charset_normalizer", "pypdf")
 THIRD_PARTY = (
@@ -49,6 +57,17 @@ def quiet_third_party() -> None:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.WARNING:
             logger.setLevel(logging.WARNING)
+
+
+def third_party_levels() -> dict[str, int]:
+    """The levels set here on third-party loggers, for a worker process to set the same."""
+    loggers = {name: logging.getLogger(name) for name in (*PAGE_LIBRARIES, *THIRD_PARTY)}
+    return {name: logger.level for name, logger in loggers.items() if logger.level != logging.NOTSET}
+
+
+def set_levels(levels: dict[str, int]) -> None:
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def disable_progress_bars() -> None:

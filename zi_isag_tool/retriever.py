@@ -12,10 +12,10 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.utils import secret_from_env
+from langchain_core.utils import from_env, secret_from_env
 from pydantic import Field, PrivateAttr, SecretStr
 
-from .errors import InputError
+from .errors import ExtractorError, InputError
 from .pipeline import Pipeline
 from .settings import Settings
 from .types import Result
@@ -31,9 +31,11 @@ class ZiIsagRetriever(BaseRetriever):
     ``Document`` is one passage with its provenance and the call's token accounting.
 
     Setup:
-        Install ``zi-isag-tool``. Web search uses Tavily: ``export TAVILY_API_KEY="tvly-..."``.
-        Without a key, pass ``sources`` (http(s) URLs or local ``.html``/``.md``/``.txt``/``.pdf``
-        files) and nothing is searched. Other settings come from ``ZI_ISAG_*`` variables.
+        Install ``zi-isag-tool``. Web search uses Tavily (``export TAVILY_API_KEY="tvly-..."``) or,
+        with no key, a SearXNG instance you run (``ZI_ISAG_SEARCH=searxng``,
+        ``ZI_ISAG_SEARXNG_URL=...``); or pass ``sources`` (http(s) URLs or local
+        ``.html``/``.md``/``.txt``/``.pdf`` files) and nothing is searched. Other settings come from
+        ``ZI_ISAG_*`` variables.
 
         .. code-block:: bash
 
@@ -54,9 +56,12 @@ class ZiIsagRetriever(BaseRetriever):
             Extractor backend: ``embedding`` (default, runs locally), ``bm25``, ``transformers:PATH``,
             ``openai:MODEL``... or an already built ``Extractor``.
         search: str
-            Search backend name (``tavily``); ``search_backend`` takes a ``SearchBackend`` object.
+            Search backend(s): ``tavily``, ``searxng`` or ``tavily,searxng`` (merged by rank fusion);
+            ``search_backend`` takes a ``SearchBackend`` object instead.
         tavily_api_key: SecretStr | None
             Tavily API key; read from ``TAVILY_API_KEY`` when not given.
+        searxng_url: str | None
+            A SearXNG instance with its JSON format on; read from ``ZI_ISAG_SEARXNG_URL``.
         settings: Settings | None
             A full ``zi_isag_tool.Settings``; the fields above override it.
 
@@ -114,6 +119,7 @@ class ZiIsagRetriever(BaseRetriever):
     search: str | None = Field(default=None, description="Search backend name (default: settings, 'tavily').")
     search_backend: Any = Field(default=None, exclude=True, description="A SearchBackend object to search with.")
     tavily_api_key: SecretStr | None = Field(default_factory=secret_from_env("TAVILY_API_KEY", default=None))
+    searxng_url: str | None = Field(default_factory=from_env("ZI_ISAG_SEARXNG_URL", default=None))
     settings: Settings | None = Field(default=None, exclude=True, description="Base settings; fields override it.")
 
     _pipeline: Pipeline = PrivateAttr()
@@ -121,15 +127,17 @@ class ZiIsagRetriever(BaseRetriever):
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
         overrides: dict[str, Any] = {}
-        if self.search is not None:
-            overrides["search"] = self.search
         if self.tavily_api_key is not None:
             overrides["tavily_api_key"] = self.tavily_api_key
+        if self.searxng_url is not None:
+            overrides["searxng_url"] = self.searxng_url
         if self.max_results is not None:
             overrides["max_results"] = self.max_results
         # Built here, not per call: the extractor (a model, for most backends) then loads once.
         # ``extractor`` may be a name (a settings override) or an already built Extractor.
-        self._pipeline = Pipeline(self.settings, extractor=self.extractor, search=self.search_backend, **overrides)
+        # ``search``: a SearchBackend object, else backend names (a settings override).
+        search = self.search_backend if self.search_backend is not None else self.search
+        self._pipeline = Pipeline(self.settings, extractor=self.extractor, search=search, **overrides)
 
     @property
     def pipeline(self) -> Pipeline:
@@ -153,17 +161,29 @@ class ZiIsagRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
         args = self._call_args(kwargs)
-        return to_documents(self._pipeline.run(query, args.pop("sources"), **args))
+        return to_documents(_checked(self._pipeline.run(query, args.pop("sources"), **args)))
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
         args = self._call_args(kwargs)
-        return to_documents(await self._pipeline.arun(query, args.pop("sources"), **args))
+        return to_documents(_checked(await self._pipeline.arun(query, args.pop("sources"), **args)))
+
+
+def _checked(result: Result) -> Result:
+    """An extraction in which every window failed is an error, not an empty answer."""
+    if result.extraction_failed:
+        details = "; ".join(result.warnings) or "no details"
+        raise ExtractorError(
+            f"Extraction failed for every window ({details}). Check the extractor (for the openai "
+            "backend: ZI_ISAG_OPENAI_BASE_URL, the model name, the server's health) and try again."
+        )
+    return result
 
 
 def to_documents(result: Result) -> list[LCDocument]:
-    """One LangChain ``Document`` per passage; every document carries the call's token accounting."""
+    """One LangChain ``Document`` per passage; every document carries the call's token accounting
+    and how extraction went (``failed_windows``, ``dropped_tags``, ``warnings``)."""
     tokens = result.tokens.to_dict()
     docs: list[LCDocument] = []
     for passage in result.passages:
@@ -174,6 +194,9 @@ def to_documents(result: Result) -> list[LCDocument]:
             "start": passage.start,
             "end": passage.end,
             "tokens": dict(tokens),
+            "failed_windows": result.failed_windows,
+            "dropped_tags": result.dropped_tags,
+            "warnings": list(result.warnings),
         }
         if passage.score is not None:
             metadata["score"] = passage.score

@@ -6,10 +6,24 @@ never appear in ``repr``.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SEARCH_BACKEND_NAMES = ("tavily", "searxng")
+"""Search backends that ``search`` may name (several, comma-separated, are merged by rank fusion)."""
+
+DEFAULT_TOOL_MAX_TOKENS = 4000
+"""Default passage budget of the agent tools: far inside agents' limits on tool output (Claude Code
+refuses MCP results over 25,000 tokens), and the MCP result carries the passages twice (text and
+structured)."""
+
+CommaList = Annotated[list[str], NoDecode]
+"""A list read from the environment as ``a,b,c`` (or a JSON list), not only as JSON."""
 
 
 class Settings(BaseSettings):
@@ -33,6 +47,14 @@ class Settings(BaseSettings):
     extract_chunk: int = Field(
         8, ge=1, le=1024, description="Windows per extractor call: the unit of progress and cancellation."
     )
+    extract_budget: float | None = Field(
+        120.0,
+        gt=0,
+        description=(
+            "Seconds the extract stage of one call may take in all; windows not done by then fail "
+            "('extraction budget spent') and the call returns what it has. None: no limit."
+        ),
+    )
 
     # transformers backend
     model_path: str | None = Field(
@@ -48,12 +70,41 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("openai_api_key", "ZI_ISAG_OPENAI_API_KEY", "OPENAI_API_KEY")
     )
-    openai_timeout: float = Field(60.0, gt=0)
+    openai_timeout: float = Field(
+        60.0, gt=0, description="Overall seconds per request attempt: connect, send, wait and read together."
+    )
     openai_max_retries: int = Field(3, ge=0, le=10)
     openai_concurrency: int = Field(8, ge=1, le=256)
+    openai_max_response_bytes: int = Field(
+        1_000_000, ge=1024, description="Cap on the bytes of one answer read; a longer answer fails its window."
+    )
+    openai_max_retry_after: float = Field(
+        30.0, ge=0, description="Longest server-asked Retry-After wait honoured, seconds."
+    )
+    api_proxy: str | None = Field(
+        None,
+        description=(
+            "Proxy URL (http:// or https://) for the API clients (Tavily, OpenAI-compatible). They never "
+            "read HTTP(S)_PROXY from the environment."
+        ),
+    )
+
+    # --- agent tools (MCP web_extract, LangChain ZiIsagWebExtract) -----------------------------
+    tool_max_tokens: int = Field(
+        DEFAULT_TOOL_MAX_TOKENS,
+        ge=1,
+        le=100_000,
+        description="Token budget of the passages an agent tool returns when the call gives no max_tokens.",
+    )
 
     # --- search and fetch --------------------------------------------------------------------
-    search: str = Field("tavily", description="Search backend used when no sources are given.")
+    search: str = Field(
+        "tavily",
+        description=(
+            "Search backend(s) used when no sources are given: tavily, searxng, or several comma-separated "
+            "(queried together, results merged by reciprocal-rank fusion)."
+        ),
+    )
     tavily_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("tavily_api_key", "TAVILY_API_KEY", "ZI_ISAG_TAVILY_API_KEY")
     )
@@ -64,6 +115,15 @@ class Settings(BaseSettings):
     time_range: str | None = None
     include_domains: list[str] = Field(default_factory=list)
     exclude_domains: list[str] = Field(default_factory=list)
+    rrf_k: int = Field(60, ge=1, le=10_000, description="k of reciprocal-rank fusion: 1/(k + rank) per backend.")
+
+    # SearXNG (a self-hosted metasearch instance; its settings.yml must list json in search.formats)
+    searxng_url: str | None = Field(None, description="Base URL of a SearXNG instance, e.g. http://127.0.0.1:8888.")
+    searxng_language: str | None = Field(None, description="Search language (en, en-US, de, all...); None = the instance's.")
+    searxng_categories: CommaList = Field(default_factory=list, description="SearXNG categories (general, news, science...).")
+    searxng_engines: CommaList = Field(default_factory=list, description="SearXNG engines to use (e.g. duckduckgo,wikipedia).")
+    searxng_safesearch: int | None = Field(None, ge=0, le=2, description="0 off, 1 moderate, 2 strict; None = the instance's.")
+    searxng_timeout: float = Field(15.0, gt=0, description="Seconds to wait for the SearXNG instance's answer.")
 
     allow_private_networks: bool = Field(
         False, description="Let the fetcher reach loopback/private/link-local addresses (tests, intranets)."
@@ -77,6 +137,20 @@ class Settings(BaseSettings):
     per_host_concurrency: int = Field(4, ge=1, le=64)
     respect_robots: bool = False
     user_agent: str = "zi-isag-tool/0.1 (+https://pypi.org/project/zi-isag-tool/)"
+    fetch_proxy: str | None = Field(
+        None,
+        description=(
+            "Proxy URL (http:// or https://) for fetching pages. The URL guard still checks every URL, "
+            "but the proxy resolves names itself, so connections are no longer pinned to the checked "
+            "addresses: restrict the proxy's own egress."
+        ),
+    )
+    convert_workers: int | None = Field(
+        None, ge=1, le=64, description="Conversion worker processes per fetcher; None: the available cores (at most 8)."
+    )
+    convert_memory_mb: int | None = Field(
+        2048, ge=256, description="Address-space cap of each conversion worker, MB; None: no cap."
+    )
     allow_local_files: bool = Field(True, description="Accept local file paths as sources (off in the MCP server).")
     local_roots: list[Path] = Field(
         default_factory=list, description="When non-empty, local sources must lie under one of these folders."
@@ -95,6 +169,24 @@ class Settings(BaseSettings):
     cache_dir: Path | None = Field(None, description="On-disk page cache; None disables it.")
     cache_ttl: float = Field(3600.0, ge=0)
 
+    # --- MCP server ----------------------------------------------------------------------------
+    mcp_max_calls: int = Field(
+        4, ge=1, le=256, description="web_extract calls an MCP server runs at once; more wait in line."
+    )
+    mcp_queue_timeout: float = Field(
+        30.0, ge=0, description="Seconds a web_extract call waits for a free slot before a 'busy, retry' error."
+    )
+
+    @field_validator("fetch_proxy", "api_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a proxy must be an http:// or https:// URL, e.g. http://proxy.internal:3128")
+        return value
+
     @field_validator("extractor")
     @classmethod
     def _extractor_not_blank(cls, value: str) -> str:
@@ -102,3 +194,46 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("extractor must be a backend name such as 'embedding' or 'bm25'")
         return value
+
+    @field_validator("search")
+    @classmethod
+    def _known_search_backends(cls, value: str) -> str:
+        names = list(dict.fromkeys(n.strip().lower() for n in value.split(",") if n.strip()))
+        unknown = [n for n in names if n not in SEARCH_BACKEND_NAMES]
+        if not names or unknown:
+            raise ValueError(
+                f"unknown search backend {', '.join(unknown) or repr(value)}; use {', '.join(SEARCH_BACKEND_NAMES)} "
+                "or several of them comma-separated (e.g. tavily,searxng)"
+            )
+        return ",".join(names)
+
+    @field_validator("searxng_categories", "searxng_engines", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("searxng_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"searxng_url must be an http(s) URL such as http://127.0.0.1:8888, not {value!r}")
+        return value
+
+    def for_agent_tool(self, allow_dirs: Sequence[str | Path] = ()) -> Settings:
+        """These settings as an agent tool (MCP server, LangChain tool) must run: a model's arguments
+        reach local files only under ``allow_dirs`` or ``local_roots``, and none when neither names one."""
+        roots = [*self.local_roots, *allow_dirs]
+        return Settings.model_validate({**self.model_dump(), "local_roots": roots, "allow_local_files": bool(roots)})
+
+    @property
+    def search_names(self) -> list[str]:
+        """The configured search backends, in order."""
+        return self.search.split(",")

@@ -9,12 +9,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import InputError
 from .settings import Settings
 from .types import Document, SourceResult
+
+if TYPE_CHECKING:
+    from .web.convert import ConvertedPage
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +66,8 @@ def _check_local_allowed(path: Path, settings: Settings) -> None:
             raise PermissionError("this path is outside the allowed directories")
 
 
-def load_local_file(source: str, settings: Settings) -> tuple[Document | None, SourceResult]:
-    """Read and convert one local file; failures become a status, never an exception."""
-    from .web.convert import ConvertOptions, convert_file
-
+def local_file_path(source: str, settings: Settings) -> tuple[Path | None, SourceResult | None]:
+    """The path to read for ``source``, or why it may not or cannot be read."""
     path = Path(source).expanduser()
     try:
         _check_local_allowed(path, settings)
@@ -74,17 +75,54 @@ def load_local_file(source: str, settings: Settings) -> tuple[Document | None, S
             return None, SourceResult(source, "error", "file not found")
         if path.stat().st_size > settings.max_page_bytes:
             return None, SourceResult(source, "too_large", f"file is larger than {settings.max_page_bytes} bytes")
-        page = convert_file(path, options=ConvertOptions.from_settings(settings))
     except PermissionError as exc:
         return None, SourceResult(source, "blocked", str(exc))
-    except InputError as exc:
-        return None, SourceResult(source, "unsupported", str(exc))
-    except (OSError, UnicodeError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         logger.warning("could not read %s: %s", source, exc)
         return None, SourceResult(source, "error", f"could not read file ({type(exc).__name__})")
+    return path, None
+
+
+def local_file_failure(source: str, exc: Exception) -> SourceResult | None:
+    """The status of a local file whose conversion raised ``exc``; None when ``exc`` is unexpected."""
+    from .web.convert_pool import ConversionFailed
+
+    if isinstance(exc, ConversionFailed):
+        return SourceResult(source, exc.status, exc.message)
+    if isinstance(exc, PermissionError):
+        return SourceResult(source, "blocked", str(exc))
+    if isinstance(exc, InputError):
+        return SourceResult(source, "unsupported", str(exc))
+    if isinstance(exc, (OSError, UnicodeError, ValueError)):
+        logger.warning("could not read %s: %s", source, exc)
+        return SourceResult(source, "error", f"could not read file ({type(exc).__name__})")
+    return None
+
+
+def local_document(source: str, path: Path, page: ConvertedPage) -> tuple[Document, SourceResult]:
     title = page.title or path.name
     document = Document(source=source, text=page.text, title=title, links=page.links)
     return document, SourceResult(source, "ok", title=title)
+
+
+def load_local_file(source: str, settings: Settings) -> tuple[Document | None, SourceResult]:
+    """Read and convert one local file in this process; failures become a status, never an exception.
+
+    The pipeline converts in its fetcher's worker processes instead (``Fetcher.convert_local_file``)."""
+    from .web.convert import ConvertOptions, convert_file
+
+    path, refused = local_file_path(source, settings)
+    if path is None:
+        assert refused is not None
+        return None, refused
+    try:
+        page = convert_file(path, options=ConvertOptions.from_settings(settings))
+    except Exception as exc:
+        failure = local_file_failure(source, exc)
+        if failure is None:
+            raise
+        return None, failure
+    return local_document(source, path, page)
 
 
 def normalize_url(url: str) -> str:

@@ -160,7 +160,15 @@ class Result:
     tokenizer: str = ""
     windows: int = 0
     failed_windows: int = 0
+    """Windows whose extraction failed (endpoint error, timeout, unparseable answer, budget spent)."""
     dropped_tags: int = 0
+    """Tag ids the extractor named that were out of their window's range."""
+    passages_left_out: int = 0
+    """Selected passages the token budget dropped or cut short (a larger ``max_tokens`` returns them)."""
+    warnings: list[str] = field(default_factory=list)
+    """Short, safe lines on problems that did not stop the call: a search backend that failed while
+    others served, a metasearch instance's engines that did not answer, a search without results,
+    failed extraction windows (grouped by error), dropped tag ids."""
     documents: list[Document] = field(default_factory=list, repr=False)
     """The converted text each passage's offsets point into (not part of the JSON shape)."""
 
@@ -169,10 +177,20 @@ class Result:
         """Outgoing links of each extracted source (``{source: links}``), kept out of the passages."""
         return {doc.source: doc.links for doc in self.documents}
 
+    @property
+    def extraction_failed(self) -> bool:
+        """True when there was something to extract from and every window failed."""
+        return self.windows > 0 and self.failed_windows == self.windows
+
     def to_dict(self) -> dict[str, object]:
         return {
             "query": self.query,
             "passages": [p.to_dict() for p in self.passages],
             "sources": [s.to_dict() for s in self.sources],
             "tokens": self.tokens.to_dict(),
+            "passages_left_out": self.passages_left_out,
+            "windows": self.windows,
+            "failed_windows": self.failed_windows,
+            "dropped_tags": self.dropped_tags,
+            "warnings": list(self.warnings),
         }

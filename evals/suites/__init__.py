@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from zi_isag_tool.datasets.needlebench import DEFAULT_DEPTHS, DEFAULT_LENGTHS, NeedleBench, gold_tags
 from zi_isag_tool.extractors import Extractor
 from zi_isag_tool.parser import format_tags
 from zi_isag_tool.tagging import tag_document, windows_from_texts
@@ -27,7 +28,6 @@ from zi_isag_tool.types import Document, TaggedWindow, WindowSelection
 
 from ..extractors import DEFAULT_EXTRACTORS, ExtractorPool, counter_of
 from ..loaders import EvalItem
-from ..needlebench import DEFAULT_DEPTHS, DEFAULT_LENGTHS, NeedleBench, gold_tags
 from ..scoring import ItemScore, aggregate, group_runs
 
 logger = logging.getLogger(__name__)

@@ -116,12 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative-ratio", type=float, default=0.3)
     p.add_argument("--hop-share", type=float, default=0.7, help="share of documents from multi-hop items")
     p.add_argument("--train-split", default="calib",
-                   help="multi-hop items with evals.needlebench.split_of(id) == this (never 'eval')")
+                   help="multi-hop items with needlebench.split_of(id) == this (never 'eval')")
     p.add_argument("--needle-sets", default=None, help="JSONL {needles, request} (default: ZI-ISAG synthetic sets)")
     p.add_argument("--needle-language", choices=("en", "all"), default="en")
     p.add_argument("--include-needlebench-sets", action="store_true",
                    help="also use NeedleBench's 4 needle sets (the needle eval scores them: leaks)")
-    p.add_argument("--data-dir", default=None, help="needlebench data folder (default: shared/data/needlebench)")
+    p.add_argument("--data-dir", default=None, help="needlebench data folder (default: the copy bundled with the package)")
     p.add_argument("--formats", default="tag_only,info_tag")
     p.add_argument("--eval-fraction", type=float, default=0.1, help="share of sources held out for eval")
     p.add_argument("--seed", type=int, default=0)

@@ -1,11 +1,12 @@
 """The gold route: examples whose answer tags are known, with no teacher at all.
 
-Needles are inserted into Paul Graham essays (NeedleBench's haystack) at seeded token lengths and
-depths by the evals' own builder (``evals.needlebench.NeedleBench.build_item``); the document is
-then split and tagged by the pipeline's tagger into windows of ``window_tokens`` (the extractor's
-window size, in the extractor's tokens when ``tokenizer`` is given). A window's gold tags are the
-segments that overlap a needle (``evals.needlebench.gold_tags``), so a completion names exactly the
-tags that hold a needle.
+Needles are inserted into Paul Graham essays (NeedleBench's haystack, bundled with the package) at
+seeded token lengths and depths by the builder the evals use too
+(``zi_isag_tool.datasets.needlebench.NeedleBench.build_item``); the document is then split and
+tagged by the pipeline's tagger into windows of ``window_tokens`` (the extractor's window size, in
+the extractor's tokens when ``tokenizer`` is given). A window's gold tags are the segments that
+overlap a needle (``needlebench.gold_tags``), so a completion names exactly the tags that hold a
+needle.
 
 Negatives come three ways: windows of a positive document that hold no needle; the question asked
 over a haystack with no needle; the question asked over a haystack holding another item's needles.
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zi_isag_tool.datasets import UPSTREAM_EXAMPLES_DIR
 from zi_isag_tool.errors import InputError
 from zi_isag_tool.tokens import TokenCounter, default_counter
 
@@ -36,9 +38,7 @@ from .teacher import BuildConfig, BuildReport, write_records
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SYNTHETIC_NEEDLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "upstream_examples" / (
-    "synthetic_data_synthetic_data.jsonl"
-)
+DEFAULT_SYNTHETIC_NEEDLES = UPSTREAM_EXAMPLES_DIR / "synthetic_data_synthetic_data.jsonl"
 
 
 @dataclass
@@ -123,7 +123,7 @@ def build_gold(
     counter: TokenCounter | None = None,
 ) -> GoldReport:
     """Build, validate and write ``train.jsonl``, ``eval.jsonl`` and ``report.json`` under ``out_dir``."""
-    from evals.needlebench import NeedleBench, gold_tags
+    from zi_isag_tool.datasets.needlebench import NeedleBench, gold_tags
     from zi_isag_tool.tagging import tag_document
     from zi_isag_tool.types import Document
 

@@ -1,4 +1,4 @@
-"""The training record written by every construction route, and JSONL helpers.
+"""The training record written by every construction route, and JSONL helpers over ``datasets.jsonl``.
 
 One JSON object a line, TRL's conversational prompt-completion layout plus provenance::
 
@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from zi_isag_tool.datasets.jsonl import iter_json_lines, json_lines
 from zi_isag_tool.errors import InputError
 from zi_isag_tool.parser import format_tags
 
@@ -69,20 +70,13 @@ def make_record(
 def read_jsonl(path: str | Path, *, required: Iterable[str] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line_number, object)``; a line that is not an object with the required fields raises ``InputError``."""
     need = tuple(required)
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise InputError(f"{path}:{n}: expected a JSON object")
-            missing = [k for k in need if k not in obj]
-            if missing:
-                raise InputError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
-            yield n, obj
+    for n, obj in iter_json_lines(path):
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}:{n}: expected a JSON object")
+        missing = [k for k in need if k not in obj]
+        if missing:
+            raise InputError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
+        yield n, obj
 
 
 def reject_bad(message: str, *, on_bad: str, log: Any) -> None:
@@ -97,25 +91,18 @@ def iter_valid(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Like ``read_jsonl`` but a bad line is logged by number and skipped unless ``on_bad='error'``."""
     need = tuple(required)
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            problem = None
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                obj, problem = None, f"not valid JSON ({exc.msg})"
-            if problem is None and not isinstance(obj, dict):
-                problem = "expected a JSON object"
-            if problem is None:
-                missing = [k for k in need if not isinstance(obj.get(k), str) or not obj.get(k).strip()]
-                if missing:
-                    problem = f"missing or empty field(s): {', '.join(missing)}"
-            if problem:
-                reject_bad(f"{path}:{n}: {problem}", on_bad=on_bad, log=log)
-                continue
-            yield n, obj
+    for row in json_lines(path):
+        obj, problem = row.value, row.problem
+        if problem is None and not isinstance(obj, dict):
+            problem = "expected a JSON object"
+        if problem is None:
+            missing = [k for k in need if not isinstance(obj.get(k), str) or not obj.get(k).strip()]
+            if missing:
+                problem = f"missing or empty field(s): {', '.join(missing)}"
+        if problem:
+            reject_bad(f"{path}:{row.number}: {problem}", on_bad=on_bad, log=log)
+            continue
+        yield row.number, obj
 
 
 class JsonlWriter:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zi_isag_tool.datasets.jsonl import json_lines
 from zi_isag_tool.parser import TAG_ONLY_PREFIX, parse_tags
 
-from ..data import RecordError, completion_text, encode_record, iter_jsonl, prompt_text, record_parts
+from ..record import RecordError, completion_text, encode_record, prompt_text, record_parts
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,11 @@ def validate_file(
     report = ValidationReport(str(path))
     out = open(write_good, "w", encoding="utf-8") if write_good else None
     try:
-        for line, record in iter_jsonl(path):
+        for row in json_lines(path):
+            line, record = row.number, row.value
             report.total += 1
-            if isinstance(record, Exception):
-                problem, encoded = str(record), None
+            if row.problem is not None:
+                problem, encoded = row.problem, None
             else:
                 problem, encoded = check_record(record, tokenizer, max_seq_length=max_seq_length)
             if problem:

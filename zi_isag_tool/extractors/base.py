@@ -9,11 +9,48 @@ every window).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 from ..tokens import TokenCounter
 from ..types import TaggedWindow, WindowSelection
+
+_DEADLINE: ContextVar[tuple[float, float] | None] = ContextVar("zi_isag_extraction_deadline", default=None)
+"""(monotonic deadline, the budget in seconds it came from) of the extraction in progress."""
+
+
+@contextlib.contextmanager
+def extraction_deadline(seconds: float | None) -> Iterator[float | None]:
+    """Within this block (and the tasks it starts) extraction should end by ``time.monotonic() +
+    seconds``, or by an enclosing block's earlier deadline; yields that deadline (None: no limit).
+
+    The pipeline sets it once per call around its whole extract stage, however the windows are
+    grouped or sent; backends that can stop window by window read it with ``extraction_deadline_left``.
+    """
+    outer = _DEADLINE.get()
+    current = None if seconds is None else (time.monotonic() + seconds, seconds)
+    if outer is not None and (current is None or outer[0] < current[0]):
+        current = outer
+    token = _DEADLINE.set(current)
+    try:
+        yield None if current is None else current[0]
+    finally:
+        _DEADLINE.reset(token)
+
+
+def extraction_deadline_left() -> float | None:
+    """Seconds left before the current extraction deadline (may be <= 0); None when there is none."""
+    current = _DEADLINE.get()
+    return None if current is None else current[0] - time.monotonic()
+
+
+def extraction_budget() -> float | None:
+    """The budget, in seconds, that the current extraction deadline came from (for messages)."""
+    current = _DEADLINE.get()
+    return None if current is None else current[1]
 
 
 @runtime_checkable

@@ -11,24 +11,34 @@ Setup::
     export ZI_ISAG_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 ZI_ISAG_OPENAI_MODEL=zi-isag
     zi-isag extract "question" --source URL --extractor openai
 
+Bounds: every request attempt has an overall deadline (``timeout``: connect, send, wait and read
+together, so an endpoint that drips one byte at a time cannot hold it longer); at most
+``max_response_bytes`` of an answer are read; JSON parsing and local token counting run off the event
+loop; and one call (all its windows, retries included) ends within ``call_budget`` seconds, or within
+the pipeline's extraction deadline (``base.extraction_deadline``) when that comes first.
+
 Failures: 429, 5xx and timeouts are retried with exponential backoff and jitter (``Retry-After``
-honoured); other 4xx are not. A window that still fails is ``WindowSelection(failed=True)``; when
-every window fails because the endpoint is unreachable or refuses the key, ``ExtractorError``.
-The API key is sent only in the ``Authorization`` header and never appears in reprs, logs or errors.
+honoured up to ``max_retry_after``); other 4xx are not. A window that still fails, answers ``""``
+or answers something unparseable is ``WindowSelection(failed=True)``; when every window fails because
+the endpoint is unreachable or refuses the key, ``ExtractorError``. ``usage`` numbers from the
+endpoint are used only when plausible (non-negative, no more than what was sent and asked for);
+otherwise tokens are counted locally. The API key is sent only in the ``Authorization`` header and
+never appears in reprs, logs or errors. The client never reads proxies from the environment; ``proxy``
+is the explicit way to use one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -37,7 +47,7 @@ from ..errors import ConfigError, ExtractorError
 from ..parser import parse_tags
 from ..tokens import TokenCounter, default_counter
 from ..types import TaggedWindow, WindowSelection
-from .base import SyncExtractor
+from .base import SyncExtractor, extraction_budget, extraction_deadline, extraction_deadline_left
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -49,13 +59,19 @@ DEFAULT_WINDOW_TOKENS = 2048
 # answer cut before its last "]]" just as well.
 DEFAULT_STOP: tuple[str, ...] = ("]]",)
 _MAX_ERROR_CHARS = 200
+_ERROR_BODY_BYTES = 16_384
+"""An error answer is read up to this many bytes, for its message."""
+_TEMPLATE_TOKENS = 256
+"""Tokens a chat template may add to a prompt: a ``usage.prompt_tokens`` above bytes + this is not real."""
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class _Outcome:
-    """The end of one request attempt: JSON on success, else an error and whether to retry."""
+    """The end of one request attempt: the answer's bytes on success, else an error and whether to retry."""
 
-    data: dict[str, Any] | None = None
+    raw: bytes | None = None
     error: str | None = None
     retry: bool = False
     retry_after: float | None = None
@@ -77,6 +93,10 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _plausible(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit
+
+
 class OpenAIExtractor(SyncExtractor):
     """Tag extraction through an OpenAI-compatible chat-completions endpoint.
 
@@ -84,12 +104,18 @@ class OpenAIExtractor(SyncExtractor):
         base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (``/chat/completions`` is appended).
         model: the served model name.
         api_key: bearer token, if the endpoint wants one (kept as ``SecretStr``).
-        timeout: seconds per connect/read/write phase of a request.
+        timeout: overall seconds per request attempt (connect, send, wait and read together).
         max_retries: retries after the first attempt (429, 5xx, timeouts only).
         concurrency: requests in flight at once (async and sync).
         max_new_tokens: ``max_tokens`` of each request; tag lists are short.
         window_tokens: the tagged-window size the pipeline should cut for this backend.
-        token_counter: counts tokens when the response carries no ``usage``; ``None`` is o200k_base.
+        token_counter: counts tokens when the response carries no plausible ``usage``; ``None`` is
+            o200k_base.
+        max_response_bytes: an answer longer than this fails its window (a tag list needs a few KB).
+        max_retry_after: the longest ``Retry-After`` honoured, seconds.
+        call_budget: seconds one ``extract``/``aextract`` call may take in all (None: no limit); an
+            enclosing ``extraction_deadline`` that ends sooner wins.
+        proxy: an ``http(s)://`` proxy URL for the requests (never taken from the environment).
 
     Usage::
 
@@ -114,7 +140,10 @@ class OpenAIExtractor(SyncExtractor):
         stop: Sequence[str] | None = DEFAULT_STOP,
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
-        max_retry_after: float = 60.0,
+        max_retry_after: float = 30.0,
+        max_response_bytes: int = 1_000_000,
+        call_budget: float | None = 120.0,
+        proxy: str | None = None,
     ) -> None:
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise ConfigError(
@@ -128,6 +157,10 @@ class OpenAIExtractor(SyncExtractor):
             raise ConfigError(
                 "openai extractor: timeout, concurrency, max_new_tokens and window_tokens must be positive "
                 "and max_retries >= 0."
+            )
+        if max_response_bytes < 1 or max_retry_after < 0 or (call_budget is not None and call_budget <= 0):
+            raise ConfigError(
+                "openai extractor: max_response_bytes and call_budget must be positive, max_retry_after >= 0."
             )
         root = base_url.rstrip("/")
         self.url = root if root.endswith("/chat/completions") else root + "/chat/completions"
@@ -143,7 +176,10 @@ class OpenAIExtractor(SyncExtractor):
         self.stop = list(stop) if stop else None
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.max_retry_after = max_retry_after
+        self.max_retry_after = float(max_retry_after)
+        self.max_response_bytes = int(max_response_bytes)
+        self.call_budget = None if call_budget is None else float(call_budget)
+        self.proxy = proxy
         self._rng = random.Random()
 
     @classmethod
@@ -162,6 +198,10 @@ class OpenAIExtractor(SyncExtractor):
             concurrency=settings.openai_concurrency,
             max_new_tokens=settings.max_new_tokens,
             window_tokens=settings.window_tokens or DEFAULT_WINDOW_TOKENS,
+            max_retry_after=settings.openai_max_retry_after,
+            max_response_bytes=settings.openai_max_response_bytes,
+            call_budget=settings.extract_budget,
+            proxy=settings.api_proxy,
         )
 
     def __repr__(self) -> str:
@@ -172,19 +212,110 @@ class OpenAIExtractor(SyncExtractor):
     def token_counter(self) -> TokenCounter | None:
         return self._token_counter
 
-    # --- request building and response reading (shared by sync and async) -------------------------
+    # --- sync and async entry points -----------------------------------------------------------------
+
+    def extract(self, query: str, windows: Sequence[TaggedWindow]) -> list[WindowSelection]:
+        """Blocking ``aextract`` (on a private event loop; in a helper thread if this one runs a loop)."""
+        if not windows:
+            return []
+        return _run_blocking(self.aextract(query, windows))
+
+    async def aextract(self, query: str, windows: Sequence[TaggedWindow]) -> list[WindowSelection]:
+        if not windows:
+            return []
+        state = _CallState()
+        sem = asyncio.Semaphore(self.concurrency)
+        with extraction_deadline(self.call_budget):
+            async with httpx.AsyncClient(
+                headers=self._headers(),
+                timeout=httpx.Timeout(self.timeout),
+                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+                trust_env=False,
+                proxy=self.proxy,
+            ) as client:
+
+                async def one(window: TaggedWindow) -> WindowSelection:
+                    async with sem:
+                        return await self._extract_one(client, query, window, state)
+
+                selections = list(await asyncio.gather(*(one(w) for w in windows)))
+        return self._finish(selections, state.fatal_errors)
+
+    # --- one window ----------------------------------------------------------------------------------
+
+    async def _extract_one(
+        self, client: httpx.AsyncClient, query: str, window: TaggedWindow, state: _CallState
+    ) -> WindowSelection:
+        body = self._body(query, window)
+        payload = json.dumps(body).encode("utf-8")
+        outcome, attempts = _Outcome(error="not attempted"), 0
+        for attempt in range(self.max_retries + 1):
+            if state.fatal is not None:  # the endpoint already failed for good: don't knock again
+                outcome, attempts = _Outcome(error=state.fatal, fatal=True), 1
+                break
+            left = extraction_deadline_left()
+            if left is not None and left <= 0:
+                outcome = self._budget_spent(outcome if attempts else None)
+                break
+            attempts = attempt + 1
+            outcome = await self._attempt(client, payload, left)
+            if not outcome.retry or attempt == self.max_retries:
+                break
+            delay = self._delay(attempt, outcome.retry_after)
+            left = extraction_deadline_left()
+            if left is not None and delay >= left:
+                outcome = self._budget_spent(outcome)
+                break
+            log.debug("openai extractor: %s; retry %d in %.2fs", outcome.error, attempt + 1, delay)
+            await asyncio.sleep(delay)
+        state.record(outcome)
+        # Parsing the answer and counting tokens locally are CPU work: not on the event loop.
+        return await asyncio.to_thread(self._selection, outcome, body, window, attempts)
+
+    async def _attempt(self, client: httpx.AsyncClient, payload: bytes, budget_left: float | None) -> _Outcome:
+        """One request under one overall deadline: the attempt's own, or what is left of the budget."""
+        limit = self.timeout if budget_left is None else min(self.timeout, budget_left)
+        by_budget = limit < self.timeout
+        try:
+            async with asyncio.timeout(limit) as scope:
+                async with client.stream("POST", self.url, content=payload) as resp:
+                    if resp.status_code != 200:
+                        raw, _ = await _read_capped(resp, _ERROR_BODY_BYTES)
+                        return self._from_status(resp, raw)
+                    raw, over = await _read_capped(resp, self.max_response_bytes)
+                    if over:
+                        return _Outcome(
+                            error=f"the answer is longer than the {self.max_response_bytes}-byte limit; not read"
+                        )
+                    return _Outcome(raw=raw)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            if by_budget:
+                return _Outcome(error=f"{self._budget_message()} while waiting for the answer")
+            return _Outcome(error=f"timed out: no complete answer within {self.timeout:g} s", retry=True)
+        except httpx.HTTPError as exc:
+            return self._from_exception(exc)
+
+    @staticmethod
+    def _budget_message() -> str:
+        budget = extraction_budget()
+        return "the extraction budget was spent" if budget is None else f"the extraction budget ({budget:g} s) was spent"
+
+    def _budget_spent(self, last: _Outcome | None) -> _Outcome:
+        message = self._budget_message()
+        if last is not None and last.error:
+            message += f" (last error: {last.error})"
+        return _Outcome(error=message)
+
+    # --- request building and response reading ------------------------------------------------------
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": "zi-isag-tool/0.1"}
+        # identity: the byte cap then bounds what is read off the wire, not what a decoder inflates.
+        headers = {"Content-Type": "application/json", "User-Agent": "zi-isag-tool/0.1", "Accept-Encoding": "identity"}
         if self._api_key is not None and self._api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         return headers
-
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout)
-
-    def _limits(self) -> httpx.Limits:
-        return httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
 
     def _body(self, query: str, window: TaggedWindow) -> dict[str, Any]:
         from ..prompts import tag_only_messages
@@ -209,16 +340,8 @@ class OpenAIExtractor(SyncExtractor):
                 text = text.replace(secret, "***")
         return text
 
-    def _from_response(self, resp: httpx.Response) -> _Outcome:
+    def _from_status(self, resp: httpx.Response, raw: bytes) -> _Outcome:
         status = resp.status_code
-        if status == 200:
-            try:
-                data = resp.json()
-            except ValueError:
-                return _Outcome(error="the endpoint returned invalid JSON")
-            if not isinstance(data, dict):
-                return _Outcome(error="the endpoint returned JSON that is not an object")
-            return _Outcome(data=data)
         if status == 429 or status >= 500:
             return _Outcome(
                 error=f"HTTP {status} from the endpoint",
@@ -236,15 +359,16 @@ class OpenAIExtractor(SyncExtractor):
                 error=f"HTTP 404 at {self.url}: check ZI_ISAG_OPENAI_BASE_URL (it should end in /v1) and the model name",
                 fatal=True,
             )
-        return _Outcome(error=f"HTTP {status} from the endpoint: {self._error_detail(resp)}")
+        return _Outcome(error=f"HTTP {status} from the endpoint: {self._error_detail(raw)}")
 
-    def _error_detail(self, resp: httpx.Response) -> str:
+    def _error_detail(self, raw: bytes) -> str:
+        text = raw.decode("utf-8", errors="replace")
         try:
-            data = resp.json()
+            data = json.loads(text)
             err = data.get("error") if isinstance(data, dict) else None
             detail = err.get("message") if isinstance(err, dict) else (err or data.get("detail") or data)
-        except ValueError:
-            detail = resp.text
+        except (ValueError, AttributeError):
+            detail = text
         return self._redact(str(detail))
 
     def _from_exception(self, exc: httpx.HTTPError) -> _Outcome:
@@ -270,20 +394,27 @@ class OpenAIExtractor(SyncExtractor):
         self, outcome: _Outcome, body: dict[str, Any], window: TaggedWindow, attempts: int
     ) -> WindowSelection:
         prompt_text = "".join(m["content"] for m in body["messages"])
-        if outcome.data is None:
+        if outcome.raw is None:
             error = outcome.error or "request failed"
             if attempts > 1:
                 error += f" (after {attempts} attempts)"
             return WindowSelection(tags=[], failed=True, error=error)
-        answer, usage = self._read_choice(outcome.data)
+        try:
+            data = json.loads(outcome.raw)
+        except ValueError:
+            return WindowSelection(tags=[], failed=True, error="the endpoint returned invalid JSON")
+        if not isinstance(data, dict):
+            return WindowSelection(tags=[], failed=True, error="the endpoint returned JSON that is not an object")
+        answer, usage = self._read_choice(data)
         prompt_tokens, output_tokens = self._usage(usage, prompt_text, answer)
-        if answer is None:
+        if answer is None or not answer.strip():
             return WindowSelection(
                 tags=[],
+                raw_output=answer,
                 prompt_tokens=prompt_tokens,
                 output_tokens=output_tokens,
                 failed=True,
-                error="the endpoint returned no message content",
+                error="the endpoint returned no message content" if answer is None else "empty answer",
             )
         parsed = parse_tags(answer, window.n_tags)
         return WindowSelection(
@@ -308,9 +439,13 @@ class OpenAIExtractor(SyncExtractor):
         return (content if isinstance(content, str) else None), usage
 
     def _usage(self, usage: dict[str, Any], prompt_text: str, answer: str | None) -> tuple[int, int]:
+        """The endpoint's token counts when they are plausible for what was sent and asked for."""
         prompt_tokens, output_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if isinstance(prompt_tokens, int) and isinstance(output_tokens, int):
-            return prompt_tokens, output_tokens
+        prompt_limit = len(prompt_text.encode("utf-8")) + _TEMPLATE_TOKENS
+        if _plausible(prompt_tokens, prompt_limit) and _plausible(output_tokens, self.max_new_tokens):
+            return int(prompt_tokens), int(output_tokens)  # type: ignore[arg-type]
+        if usage:
+            log.debug("openai extractor: implausible usage %r ignored; counting locally", usage)
         counter = self._token_counter or default_counter()
         return counter.count(prompt_text), counter.count(answer or "")
 
@@ -319,88 +454,45 @@ class OpenAIExtractor(SyncExtractor):
             raise ExtractorError(f"The openai extractor could not reach {self.url}: {fatal_errors[0]}")
         for i, sel in enumerate(selections):
             if sel.failed:
-                log.warning("openai extractor: window %d failed: %s", i, sel.error)
+                log.debug("openai extractor: window %d failed: %s", i, sel.error)
         return selections
 
-    # --- sync ----------------------------------------------------------------------------------------
 
-    def extract(self, query: str, windows: Sequence[TaggedWindow]) -> list[WindowSelection]:
-        if not windows:
-            return []
-        state = _CallState()
-        with httpx.Client(headers=self._headers(), timeout=self._timeout(), limits=self._limits()) as client:
+async def _read_capped(resp: httpx.Response, cap: int) -> tuple[bytes, bool]:
+    """At most ``cap`` bytes of the (decoded) body, and whether there was more."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap and not resp.headers.get("content-encoding"):
+        return b"", True
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in resp.aiter_bytes():
+        total += len(chunk)
+        if total > cap:
+            return b"", True
+        chunks.append(chunk)
+    return b"".join(chunks), False
 
-            def one(window: TaggedWindow) -> WindowSelection:
-                return self._extract_one_sync(client, query, window, state)
 
-            if self.concurrency == 1 or len(windows) == 1:
-                selections = [one(w) for w in windows]
-            else:
-                with ThreadPoolExecutor(max_workers=min(self.concurrency, len(windows))) as pool:
-                    selections = list(pool.map(one, windows))
-        return self._finish(selections, state.fatal_errors)
+def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to the end from synchronous code, even when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
 
-    def _extract_one_sync(
-        self, client: httpx.Client, query: str, window: TaggedWindow, state: _CallState
-    ) -> WindowSelection:
-        body = self._body(query, window)
-        outcome, attempts = _Outcome(error="not attempted"), 0
-        for attempt in range(self.max_retries + 1):
-            if state.fatal is not None:  # the endpoint already failed for good: don't knock again
-                outcome, attempts = _Outcome(error=state.fatal, fatal=True), 1
-                break
-            attempts = attempt + 1
-            try:
-                outcome = self._from_response(client.post(self.url, json=body))
-            except httpx.HTTPError as exc:
-                outcome = self._from_exception(exc)
-            if not outcome.retry or attempt == self.max_retries:
-                break
-            delay = self._delay(attempt, outcome.retry_after)
-            log.debug("openai extractor: %s; retry %d in %.2fs", outcome.error, attempt + 1, delay)
-            time.sleep(delay)
-        state.record(outcome)
-        return self._selection(outcome, body, window, attempts)
+    def target() -> None:
+        try:
+            box["result"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
 
-    # --- async ---------------------------------------------------------------------------------------
-
-    async def aextract(self, query: str, windows: Sequence[TaggedWindow]) -> list[WindowSelection]:
-        if not windows:
-            return []
-        state = _CallState()
-        sem = asyncio.Semaphore(self.concurrency)
-        async with httpx.AsyncClient(
-            headers=self._headers(), timeout=self._timeout(), limits=self._limits()
-        ) as client:
-
-            async def one(window: TaggedWindow) -> WindowSelection:
-                async with sem:
-                    return await self._extract_one_async(client, query, window, state)
-
-            selections = list(await asyncio.gather(*(one(w) for w in windows)))
-        return self._finish(selections, state.fatal_errors)
-
-    async def _extract_one_async(
-        self, client: httpx.AsyncClient, query: str, window: TaggedWindow, state: _CallState
-    ) -> WindowSelection:
-        body = self._body(query, window)
-        outcome, attempts = _Outcome(error="not attempted"), 0
-        for attempt in range(self.max_retries + 1):
-            if state.fatal is not None:
-                outcome, attempts = _Outcome(error=state.fatal, fatal=True), 1
-                break
-            attempts = attempt + 1
-            try:
-                outcome = self._from_response(await client.post(self.url, json=body))
-            except httpx.HTTPError as exc:
-                outcome = self._from_exception(exc)
-            if not outcome.retry or attempt == self.max_retries:
-                break
-            delay = self._delay(attempt, outcome.retry_after)
-            log.debug("openai extractor: %s; retry %d in %.2fs", outcome.error, attempt + 1, delay)
-            await asyncio.sleep(delay)
-        state.record(outcome)
-        return self._selection(outcome, body, window, attempts)
+    thread = threading.Thread(target=target, name="zi-isag-openai", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]  # type: ignore[no-any-return]
 
 
 class _CallState:
@@ -412,7 +504,7 @@ class _CallState:
         self._lock = threading.Lock()
 
     def record(self, outcome: _Outcome) -> None:
-        if outcome.data is None and outcome.fatal:
+        if outcome.raw is None and outcome.fatal:
             with self._lock:
                 self.fatal_errors.append(outcome.error or "request failed")
                 if self.fatal is None:

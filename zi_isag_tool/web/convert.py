@@ -55,6 +55,8 @@ _CHARSET_ALIASES = {
     "ks_c_5601-1987": "cp949",
     "utf8": "utf-8",
 }
+# Text codecs of Python that no web page is written in (they would decode to garbage or raise).
+_NOT_CHARSETS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined", "utf-7"})
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.I)
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,512}?charset\s*=\s*["']?\s*([A-Za-z0-9._:\-]+)""", re.I)
@@ -116,9 +118,13 @@ def _codec(label: str | None) -> str | None:
     label = label.strip().strip("\"'").lower()
     label = _CHARSET_ALIASES.get(label, label)
     try:
-        return codecs.lookup(label).name
+        info = codecs.lookup(label)
     except LookupError:
         return None
+    # A label may name a codec that is no charset (hex, base64, rot13, zlib, idna...): detect instead.
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return None
+    return info.name
 
 
 def header_charset(content_type_header: str | None) -> str | None:
@@ -478,7 +484,7 @@ def convert_local_file(path: Path, *, options: ConvertOptions | None = None) -> 
     return page.title, page.text
 
 
-def convert_file(path: Path, *, options: ConvertOptions | None = None) -> ConvertedPage:
+def convert_file(path: Path, options: ConvertOptions | None = None) -> ConvertedPage:
     """A local ``.html/.htm/.md/.markdown/.txt/.pdf`` file converted; ``InputError`` when unreadable."""
     path = Path(path)
     suffix = path.suffix.lower()

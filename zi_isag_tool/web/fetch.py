@@ -3,7 +3,9 @@
 Per page: URL guard (SSRF) on every redirect hop, optional robots.txt, a global and a per-host
 concurrency cap, connect/read timeouts and an overall deadline, a cap on *decoded* bytes (the body is
 decompressed here, in bounded steps, so a gzip bomb stops at the cap), then conversion to markdown or
-plain text in a worker thread. Converted pages can be kept in an on-disk cache.
+plain text in a worker process of the fetcher's ``ConversionPool`` (a crash or an overrun there costs
+that page only, and the deadline stops the conversion's CPU work). Converted pages can be kept in an
+on-disk cache.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,7 +25,8 @@ import httpx
 from ..errors import InputError
 from ..types import Link, SourceStatus
 from .cache import PageCache
-from .convert import ConvertedPage, ConvertOptions, convert_html, decode_body, markdown_title, pdf_to_text
+from .convert import ConvertedPage, ConvertOptions, convert_file, markdown_title
+from .convert_pool import ConversionFailed, ConversionPool, PageConverter, PageJob, convert_page
 from .guard import (
     BlockedURLError,
     GuardedTransport,
@@ -30,6 +34,7 @@ from .guard import (
     UnresolvableHostError,
     UrlGuard,
     pinned_addresses,
+    unpinned_transport,
 )
 from .robots import ROBOTS_MAX_BYTES, RobotsPolicy
 from .search import SearchHit
@@ -95,8 +100,13 @@ class _Problem(Exception):
 class Fetcher:
     """Fetch pages concurrently under the limits of ``Settings``; see the module docstring.
 
-    ``resolver`` replaces DNS (tests, split-horizon setups); ``transport`` replaces the guarded httpx
-    transport (it then owns how connections are made; the URL guard still runs first).
+    ``resolver`` replaces DNS (tests, split-horizon setups). ``transport`` replaces the guarded httpx
+    transport: the URL guard still checks every hop, but connections are pinned to the checked
+    addresses only when it is a ``GuardedTransport`` (otherwise a warning says so, and ``pinned`` is
+    False); ``settings.fetch_proxy`` has the same effect, since the proxy resolves names itself.
+    ``converter`` is the picklable function each page's body is converted with in a worker process
+    of ``pool``; without a ``pool`` the fetcher starts its own and stops it when closed
+    (``async with``), while a given pool stays its owner's to close.
     """
 
     def __init__(
@@ -105,16 +115,33 @@ class Fetcher:
         *,
         resolver: Resolver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        converter: PageConverter = convert_page,
+        pool: ConversionPool | None = None,
     ) -> None:
         self.settings = settings
         self._guard = UrlGuard(allow_private=settings.allow_private_networks, resolver=resolver)
-        if transport is None:
-            transport = GuardedTransport(
-                limits=httpx.Limits(
-                    max_connections=settings.max_concurrency * 2,
-                    max_keepalive_connections=settings.max_concurrency,
-                )
+        limits = httpx.Limits(
+            max_connections=settings.max_concurrency * 2,
+            max_keepalive_connections=settings.max_concurrency,
+        )
+        if transport is None and settings.fetch_proxy:
+            transport = unpinned_transport(settings.fetch_proxy, limits=limits)
+            logger.warning(
+                "fetching through the proxy %s: the URL guard still checks every URL and redirect, but "
+                "the proxy resolves names itself, so connections are not pinned to the checked "
+                "addresses (DNS rebinding is possible there); restrict the proxy's own egress",
+                _proxy_name(settings.fetch_proxy),
             )
+        elif transport is None:
+            transport = GuardedTransport(limits=limits)
+        elif not isinstance(transport, GuardedTransport):
+            logger.warning(
+                "Fetcher got a custom transport (%s): the URL guard still checks every URL, but "
+                "connections are not pinned to the checked addresses (DNS rebinding is possible); "
+                "use GuardedTransport(network_backend=...) to keep the pinning",
+                type(transport).__name__,
+            )
+        self.pinned = isinstance(transport, GuardedTransport)
         self._client = httpx.AsyncClient(
             transport=transport,
             follow_redirects=False,
@@ -133,19 +160,28 @@ class Fetcher:
             },
         )
         self._global = asyncio.Semaphore(settings.max_concurrency)
-        self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._per_host = _HostSlots(settings.per_host_concurrency)
         self._cache = PageCache(settings.cache_dir, settings.cache_ttl) if settings.cache_dir else None
         self._robots = (
             RobotsPolicy(self._get_robots, settings.user_agent) if settings.respect_robots else None
         )
+        self._converter = converter
         self._convert_options = ConvertOptions.from_settings(settings)
+        self._owns_pool = pool is None
+        self._pool = pool or ConversionPool(settings.convert_workers, memory_mb=settings.convert_memory_mb)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Fetcher:
-        return cls(settings)
+    def from_settings(cls, settings: Settings, *, pool: ConversionPool | None = None) -> Fetcher:
+        return cls(settings, pool=pool)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        try:
+            if self._robots is not None:
+                await self._robots.aclose()
+            await self._client.aclose()
+        finally:
+            if self._owns_pool:
+                await self._pool.aclose()
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -162,10 +198,17 @@ class Fetcher:
             if cached is not None:
                 return cached
             async with self._host_slot(url), self._global:
+                progress = _Progress()
                 try:
-                    async with asyncio.timeout(self.settings.fetch_timeout):
-                        page = await self._fetch_page(url)
+                    async with asyncio.timeout(self.settings.fetch_timeout) as deadline:
+                        page = await self._fetch_page(url, deadline, progress)
                 except TimeoutError:
+                    if progress.converting:
+                        raise _Problem(
+                            "timeout",
+                            f"conversion did not finish within the {self.settings.fetch_timeout:g} s page "
+                            "deadline; stopped",
+                        ) from None
                     raise _Problem(
                         "timeout", f"no complete answer within the {self.settings.fetch_timeout:g} s deadline"
                     ) from None
@@ -181,6 +224,8 @@ class Fetcher:
     async def fetch_many(self, urls: Sequence[str], *, on_done: OnDone | None = None) -> list[FetchedPage]:
         """Fetch all ``urls`` concurrently; results in input order. Cancelling stops every fetch."""
         total = len(urls)
+        if urls:
+            self._pool.warm()  # workers start while the first pages download
         counts: dict[str, int] = {}
         for url in urls:
             counts[url] = counts.get(url, 0) + 1
@@ -212,9 +257,17 @@ class Fetcher:
             seen.add(url)
         return ordered
 
+    async def convert_local_file(self, path: Path) -> ConvertedPage:
+        """A local file converted in a worker like fetched pages (with the same options).
+
+        Raises what ``convert.convert_file`` raises, or ``ConversionFailed``."""
+        return await self._pool.run(
+            convert_file, Path(path), self._convert_options, timeout=self.settings.fetch_timeout
+        )
+
     # --- one page ----------------------------------------------------------------------------------
 
-    async def _fetch_page(self, url: str) -> FetchedPage:
+    async def _fetch_page(self, url: str, deadline: asyncio.Timeout, progress: _Progress) -> FetchedPage:
         async with self._open(url, check_robots=True) as (final_url, response):
             if response.status_code >= 400 or response.status_code in _REDIRECTS:
                 raise _Problem("http_error", f"HTTP {response.status_code} {response.reason_phrase}".strip())
@@ -233,7 +286,17 @@ class Fetcher:
                     "unsupported",
                     f"unsupported content ({media or 'no content type'}, not HTML, text or PDF)",
                 )
-        page = await asyncio.to_thread(_convert, kind, body, header, str(final_url), self._convert_options)
+        progress.converting = True
+        when = deadline.when()
+        remaining = None if when is None else max(0.001, when - asyncio.get_running_loop().time())
+        job = PageJob(kind, body, header, str(final_url), self._convert_options)  # type: ignore[arg-type]
+        try:
+            page = await self._pool.run(self._converter, job, timeout=remaining)
+        except ConversionFailed as failed:
+            raise _Problem(failed.status, failed.message) from None
+        except InputError as exc:  # an unreadable PDF
+            raise _Problem("error", str(exc)) from None
+        progress.converting = False
         if not page.text.strip():
             raise _Problem("error", "no readable text on the page")
         content_type = {"html": "text/html", "pdf": "application/pdf"}.get(kind, media or "text/plain")
@@ -303,6 +366,10 @@ class Fetcher:
 
     async def _get_robots(self, url: str) -> tuple[int, bytes]:
         """robots.txt through the same guard; raises on network errors (robots.py decides)."""
+        async with asyncio.timeout(self.settings.fetch_timeout):
+            return await self._get_robots_now(url)
+
+    async def _get_robots_now(self, url: str) -> tuple[int, bytes]:
         async with self._open(url, check_robots=False) as (_final, response):
             if response.status_code != 200:
                 return response.status_code, b""
@@ -316,17 +383,12 @@ class Fetcher:
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _host_slot(self, url: str) -> AsyncIterator[None]:
+    def _host_slot(self, url: str) -> contextlib.AbstractAsyncContextManager[None]:
         try:
             host = httpx.URL(url).host.lower()
         except (httpx.InvalidURL, TypeError, ValueError):
             host = ""
-        semaphore = self._per_host.get(host)
-        if semaphore is None:
-            semaphore = self._per_host[host] = asyncio.Semaphore(self.settings.per_host_concurrency)
-        async with semaphore:
-            yield
+        return self._per_host.hold(host)
 
     async def _cache_get(self, url: str) -> FetchedPage | None:
         if self._cache is None:
@@ -367,6 +429,43 @@ class Fetcher:
 
 
 # --- module helpers ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Progress:
+    """Where one page's fetch is, so a deadline can say what it interrupted."""
+
+    converting: bool = False
+
+
+class _HostSlots:
+    """Per-host concurrency caps that exist only while a fetch of that host runs or waits.
+
+    A long-lived server sees many host names; an entry per name kept forever would grow without
+    bound, and evicting a semaphore still in use would break the cap.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, host: str) -> AsyncIterator[None]:
+        slot = self._slots.get(host)
+        if slot is None:
+            slot = self._slots[host] = (asyncio.Semaphore(self._limit), [0])
+        semaphore, users = slot
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._slots[host]
 
 
 class _BoundedDecoder:
@@ -431,18 +530,6 @@ def _sniff(body: bytes) -> str | None:
     return "text"
 
 
-def _convert(kind: str, body: bytes, content_type: str | None, url: str, options: ConvertOptions) -> ConvertedPage:
-    if kind == "pdf":
-        try:
-            return ConvertedPage(*pdf_to_text(body))
-        except InputError as exc:
-            raise _Problem("error", str(exc)) from None
-    text = decode_body(body, content_type)
-    if kind == "html":
-        return convert_html(text, url=url, options=options)
-    return ConvertedPage(markdown_title(text), text)
-
-
 def _options_record(options: ConvertOptions) -> dict[str, bool]:
     return {"keep_links": options.keep_links, "include_images": options.include_images}
 
@@ -459,6 +546,15 @@ def _timeout_message(exc: httpx.TimeoutException) -> str:
         httpx.PoolTimeout: "waiting for a free connection",
     }.get(type(exc), "the request")
     return f"timed out {what}"
+
+
+def _proxy_name(proxy: str) -> str:
+    """The proxy's address without any credentials in it, for logs."""
+    try:
+        url = httpx.URL(proxy)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "(invalid proxy URL)"
+    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
 def _safe(message: str) -> str:

@@ -50,7 +50,17 @@ METADATA_ADDRESSES = frozenset(
 )
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated (RFC 3879), still routed inside some sites
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: IPv4 in the last 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use: the operator picks the layout
+# RFC 6052 layouts inside a /48 (prefix lengths 48, 56, 64, 96): (bit offset, bit count) of the IPv4
+# pieces, counted from the address's first bit; bits 64-71 are never used.
+_NAT64_LAYOUTS = (
+    ((48, 16), (72, 16)),
+    ((56, 8), (72, 24)),
+    ((72, 32),),
+    ((96, 32),),
+)
 
 
 class BlockedURLError(Exception):
@@ -121,6 +131,14 @@ def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
     if ip.is_multicast:
         return "a multicast address"
     if isinstance(ip, ipaddress.IPv6Address):
+        nat64 = _nat64_ipv4(ip)
+        if nat64:
+            # A translator forwards to the IPv4 inside: that address decides (every possible layout).
+            for inner_ip in nat64:
+                inner = address_problem(inner_ip, allow_private=allow_private)
+                if inner:
+                    return f"{inner} behind a NAT64 prefix"
+            return None
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             # Mapped/compatible forms reach IPv4 hosts through the v6 stack; never allow them to hide one.
@@ -135,6 +153,8 @@ def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
         return "a loopback address"
     if ip.is_link_local:
         return "a link-local address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _SITE_LOCAL:
+        return "a site-local address"
     if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
         return "a carrier-grade NAT address"
     if ip.is_private:
@@ -154,9 +174,30 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
     return None
+
+
+def _nat64_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 address(es) a NAT64 address may stand for; empty when it is not one.
+
+    Under the local-use prefix the translator's layout is the operator's choice, so every RFC 6052
+    reading counts, and the address is refused when any of them is not public."""
+    value = int(ip)
+    if ip in _NAT64:
+        return (ipaddress.IPv4Address(value & 0xFFFFFFFF),)
+    if ip not in _NAT64_LOCAL:
+        return ()
+    u_octet = (value >> 56) & 0xFF
+    candidates: list[ipaddress.IPv4Address] = []
+    for layout in _NAT64_LAYOUTS:
+        if layout[-1][0] < 96 and u_octet:
+            continue  # RFC 6052: bits 64-71 are zero in every layout but /96
+        v4 = 0
+        for offset, bits in layout:
+            v4 = (v4 << bits) | ((value >> (128 - offset - bits)) & ((1 << bits) - 1))
+        if v4 >> 24:  # 0.0.0.0/8 is no translator's target: that layout is not the one in use
+            candidates.append(ipaddress.IPv4Address(v4))
+    return tuple(dict.fromkeys(candidates))
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -300,6 +341,14 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 def _default_ssl_context() -> ssl.SSLContext:
     # Loading the CA bundle takes tens of milliseconds; one verifying context serves every fetcher.
     return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
+def unpinned_transport(proxy: str, *, limits: httpx.Limits | None = None) -> httpx.AsyncHTTPTransport:
+    """An httpx transport that sends every request through ``proxy`` (an ``http://`` or ``https://``
+    proxy URL). The proxy resolves and connects by itself, so nothing here can pin addresses."""
+    return httpx.AsyncHTTPTransport(
+        proxy=proxy, verify=_default_ssl_context(), trust_env=False, limits=limits or httpx.Limits()
+    )
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):

@@ -2,6 +2,7 @@
 
 The API key is a ``SecretStr``: it never appears in ``repr``, logs or error messages. Failures become
 ``SearchError`` with a message that says what to do; 429, 5xx and timeouts are retried with backoff.
+SearXNG lives in ``searxng.py``; ``backends.py`` builds the backends named in settings.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
 from pydantic import SecretStr
@@ -23,12 +24,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MISSING_KEY_MESSAGE = (
-    "No Tavily API key, so no web search is possible. Provide one of: the TAVILY_API_KEY environment "
-    "variable (export TAVILY_API_KEY=tvly-...), the --tavily-api-key option of the CLI, or "
-    "tavily_api_key=... in Python (Settings/Pipeline); or skip the search by passing sources "
-    "yourself (--source URL_OR_PATH on the CLI, urls=[...] in the MCP tool)."
+T = TypeVar("T")
+
+SEARCH_HELP = (
+    "Ways to search: a Tavily API key (export TAVILY_API_KEY=tvly-..., the --tavily-api-key option of "
+    "the CLI, or tavily_api_key=... in Python); or a SearXNG instance you run yourself, no key needed "
+    "(export ZI_ISAG_SEARCH=searxng ZI_ISAG_SEARXNG_URL=http://127.0.0.1:8888, the CLI's --search searxng "
+    "--searxng-url URL, or search='searxng', searxng_url=... in Python; the README shows a two-line "
+    "instance); or skip the search by passing sources yourself (--source URL_OR_PATH on the CLI, "
+    "urls=[...] in the MCP and LangChain tools, sources=[...] in Python)."
 )
+
+MISSING_KEY_MESSAGE = "No Tavily API key, so Tavily cannot search. " + SEARCH_HELP
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +47,55 @@ class SearchHit:
     content: str | None = None
     raw_content: str | None = None
     score: float | None = None
+    engines: tuple[str, ...] = ()
+    """Where the result came from: the backend, or for a metasearch instance its engines."""
+    published: str | None = None
+    """Publication date as the backend gave it (ISO 8601 for SearXNG), when known."""
+
+
+class SearchHits(list[SearchHit]):
+    """A backend's ranked hits (best first), plus problems it met that did not stop it.
+
+    ``warnings`` are short and safe to show (e.g. a metasearch instance's engines that did not answer);
+    a backend that only returns a plain ``list[SearchHit]`` simply has none.
+    """
+
+    def __init__(self, hits: Iterable[SearchHit] = (), warnings: Iterable[str] = ()) -> None:
+        super().__init__(hits)
+        self.warnings = list(warnings)
 
 
 @runtime_checkable
 class SearchBackend(Protocol):
+    """Ranked hits for a query, best first; raises ``SearchError`` with an actionable message."""
+
     async def search(self, query: str, *, max_results: int) -> list[SearchHit]: ...
 
 
-class _Retryable(Exception):
+class TransientSearchError(Exception):
+    """A failure worth retrying (rate limit, server error, timeout); ``message`` is safe to show."""
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]], *, backend: str, max_retries: int, backoff: float
+) -> T:
+    """``call()``, retried with exponential backoff while it raises ``TransientSearchError``;
+    then a ``SearchError`` that says how many attempts were made."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except TransientSearchError as exc:
+            if attempt >= max_retries:
+                raise SearchError(f"{exc.message} (gave up after {attempt + 1} attempts)") from None
+            delay = backoff * (2**attempt)
+            logger.info("%s: %s; retrying in %.2f s", backend, exc.message, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
 
 
 class TavilySearch:
@@ -62,6 +107,8 @@ class TavilySearch:
 
         hits = await TavilySearch.from_settings(Settings()).search("who won", max_results=5)
     """
+
+    name = "tavily"
 
     def __init__(
         self,
@@ -77,6 +124,7 @@ class TavilySearch:
         timeout: float = 30,
         max_retries: int = 2,
         retry_backoff: float = 0.5,
+        proxy: str | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get("TAVILY_API_KEY") or None
@@ -95,6 +143,7 @@ class TavilySearch:
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
+        self.proxy = proxy
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TavilySearch:
@@ -106,6 +155,7 @@ class TavilySearch:
             time_range=settings.time_range,
             include_domains=settings.include_domains,
             exclude_domains=settings.exclude_domains,
+            proxy=settings.api_proxy,
         )
 
     def __repr__(self) -> str:
@@ -116,18 +166,13 @@ class TavilySearch:
 
     async def search(self, query: str, *, max_results: int) -> list[SearchHit]:
         """Search; raises ``SearchError`` with an actionable message when Tavily cannot answer."""
-        attempt = 0
-        while True:
-            try:
-                response = await self._search_once(query, max_results)
-                return _hits(response)
-            except _Retryable as exc:
-                if attempt >= self.max_retries:
-                    raise SearchError(f"{exc.message} (gave up after {attempt + 1} attempts)") from None
-                delay = self.retry_backoff * (2**attempt)
-                logger.info("Tavily: %s; retrying in %.2f s", exc.message, delay)
-                attempt += 1
-                await asyncio.sleep(delay)
+        response = await with_retries(
+            lambda: self._search_once(query, max_results),
+            backend="Tavily",
+            max_retries=self.max_retries,
+            backoff=self.retry_backoff,
+        )
+        return _hits(response)
 
     async def _search_once(self, query: str, max_results: int) -> dict[str, Any]:
         from tavily import AsyncTavilyClient
@@ -148,17 +193,20 @@ class TavilySearch:
             kwargs["exclude_domains"] = list(self.exclude_domains)
 
         where = self.base_url or "api.tavily.com"
+        # Our own HTTP client: the environment's HTTP(S)_PROXY (or TAVILY_*_PROXY) is never picked up
+        # silently; a proxy is the explicit ``api_proxy`` setting.
+        http = httpx.AsyncClient(
+            base_url=self.base_url or "https://api.tavily.com", trust_env=False, proxy=self.proxy
+        )
         try:
-            async with AsyncTavilyClient(
-                api_key=self._api_key.get_secret_value(), api_base_url=self.base_url
-            ) as client:
+            async with http, AsyncTavilyClient(api_key=self._api_key.get_secret_value(), client=http) as client:
                 return await client.search(query, **kwargs)
         except tavily_errors.InvalidAPIKeyError:
             raise SearchError(
                 "Tavily rejected the API key (HTTP 401): check TAVILY_API_KEY or --tavily-api-key"
             ) from None
         except tavily_errors.UsageLimitExceededError as exc:
-            raise _Retryable(f"Tavily rate limit reached (HTTP 429){self._detail(exc)}") from None
+            raise TransientSearchError(f"Tavily rate limit reached (HTTP 429){self._detail(exc)}") from None
         except tavily_errors.ForbiddenError as exc:
             raise SearchError(
                 "Tavily refused the request: the key's plan or usage limit is exhausted or the key may not "
@@ -169,14 +217,14 @@ class TavilySearch:
                 f"Tavily rejected the request as invalid (HTTP 400){self._detail(exc)}"
             ) from None
         except tavily_errors.TimeoutError:
-            raise _Retryable(f"Tavily did not answer within {self.timeout:g} s") from None
+            raise TransientSearchError(f"Tavily did not answer within {self.timeout:g} s") from None
         except httpx.HTTPStatusError as exc:
             code = exc.response.status_code
             if code >= 500:
-                raise _Retryable(f"Tavily server error (HTTP {code})") from None
+                raise TransientSearchError(f"Tavily server error (HTTP {code})") from None
             raise SearchError(f"Tavily answered HTTP {code}") from None
         except httpx.TimeoutException:
-            raise _Retryable(f"Tavily did not answer within {self.timeout:g} s") from None
+            raise TransientSearchError(f"Tavily did not answer within {self.timeout:g} s") from None
         except httpx.TransportError as exc:
             raise SearchError(f"could not reach Tavily at {where} ({type(exc).__name__})") from None
         except ValueError:  # a 200 whose body is not JSON
@@ -200,6 +248,7 @@ def _hits(response: Any) -> list[SearchHit]:
         score = item.get("score")
         raw = item.get("raw_content")
         content = item.get("content")
+        published = item.get("published_date")  # topic="news" only
         hits.append(
             SearchHit(
                 url=item["url"],
@@ -207,6 +256,8 @@ def _hits(response: Any) -> list[SearchHit]:
                 content=content if isinstance(content, str) else None,
                 raw_content=raw if isinstance(raw, str) and raw.strip() else None,
                 score=float(score) if isinstance(score, (int, float)) else None,
+                engines=("tavily",),
+                published=published if isinstance(published, str) and published else None,
             )
         )
     return hits

@@ -1,8 +1,9 @@
 """Needle-in-a-haystack items from NeedleBench's English data, deterministic given a seed.
 
-Source data (``shared/data/needlebench/``, copied from ZI-ISAG / OpenCompass NeedleBench):
-``PaulGrahamEssays.jsonl`` (the haystack), ``needles.jsonl`` (4 needle sets with a request each) and
-``multi_needle_reasoning_en.json`` (multi-hop items derived from HotpotQA: facts + question).
+Source data (bundled in ``files/needlebench/``, copied from ZI-ISAG / OpenCompass NeedleBench; its
+README says where each file comes from): ``PaulGrahamEssays.jsonl`` (the haystack),
+``needles.jsonl`` (4 needle sets with a request each) and ``multi_needle_reasoning_en.json``
+(multi-hop items derived from HotpotQA: facts + question).
 
 An item is a haystack cut to a context length (in tokens, needles included) with needles inserted at a
 depth. Needles are inserted at sentence boundaries, each as a sentence of its own (capitalised, with a
@@ -20,10 +21,11 @@ Item kinds:
 - ``multi_hop``: a HotpotQA-derived item; its derivations are the needles (spread the same way).
 - negatives (``negative=True``): the question asked over the haystack with no needle; gold is empty.
 
-The training recipe's gold route uses the same builder (``NeedleBench.build_item`` and
-``insert_needles``), so the split of multi-hop items is shared too: ``split_of(item_id)`` is ``calib``
-iff ``int(sha256(id).hexdigest(), 16) % 10 < 3`` (a fixed 30%), else ``eval``. Evaluations default to
-the ``eval`` share; calibration and tuning must use ``calib`` only.
+The evals and the training recipe's gold route use the same builder (``NeedleBench.build_item`` and
+``insert_needles``; it sits in the package, below both, so ``train`` never imports the eval harness),
+so the split of multi-hop items is shared too: ``split_of(item_id)`` is ``calib`` iff
+``int(sha256(id).hexdigest(), 16) % 10 < 3`` (a fixed 30%), else ``eval``. Evaluations default to the
+``eval`` share; calibration and tuning must use ``calib`` only.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Literal
 from zi_isag_tool.errors import InputError
 from zi_isag_tool.tokens import TokenCounter, default_counter
 
+from . import NEEDLEBENCH_DIR
 from .jsonl import read_json_objects
 
 __all__ = [
@@ -61,8 +64,8 @@ __all__ = [
     "gold_tags",
 ]
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "needlebench"
-"""The repo sits at ``<root>/main`` with the shared data at ``<root>/shared/data``."""
+DEFAULT_DATA_DIR = NEEDLEBENCH_DIR
+"""The bundled copy; ``NeedleBench(data_dir)`` reads another folder of the same layout."""
 DEFAULT_LENGTHS: tuple[int, ...] = (1000, 2000, 4000, 8000, 12000)
 DEFAULT_DEPTHS: tuple[float, ...] = (0.0, 25.0, 50.0, 75.0, 100.0)
 

@@ -9,6 +9,7 @@ Examples::
     python -m evals savings --extractor full,bm25,embedding --limit 50
     python -m evals speed --extractor bm25,embedding
     python -m evals all --extractor transformers:smollm2 --limit 20
+    python -m evals convert --data article-extraction-benchmark --extractor bm25 --out runs/convert
     python -m evals query --extractor openai:Qwen2.5-7B-Instruct --base-url http://127.0.0.1:8000/v1
 
 Writes ``OUT/results.json`` (``{"command", "suites": {SUITE: {EXTRACTOR: {METRIC: value}}}, ...}``),
@@ -28,11 +29,12 @@ from typing import Any
 
 from zi_isag_tool.datasets.needlebench import DEFAULT_DEPTHS, DEFAULT_LENGTHS
 from zi_isag_tool.errors import ZiIsagError
+from zi_isag_tool.logs import setup_logging
 
 from .extractors import DEFAULT_EXTRACTORS, ExtractorPool, split_specs
 from .loaders import FORMATS, LAYOUTS
 from .report import write_report, write_results
-from .suites import SUITES, Context, EvalConfig, SuiteResult
+from .suites import NAMED_ONLY_SUITES, SUITES, Context, EvalConfig, SuiteResult
 
 logger = logging.getLogger("evals")
 
@@ -68,9 +70,11 @@ def _share(text: str) -> float:
 
 def _suites(text: str) -> str:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in (*SUITES, "all")]
+    bad = [n for n in names if n not in (*SUITES, *NAMED_ONLY_SUITES, "all")]
     if not names or bad:
-        raise argparse.ArgumentTypeError(f"unknown suite {', '.join(bad) or text!r}; choose from {', '.join(SUITES)}, all")
+        raise argparse.ArgumentTypeError(
+            f"unknown suite {', '.join(bad) or text!r}; choose from {', '.join(SUITES + NAMED_ONLY_SUITES)}, all"
+        )
     return "all" if "all" in names else ",".join(dict.fromkeys(names))
 
 
@@ -95,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "suite", type=_suites, metavar="SUITE",
-        help=f"which benchmark to run: {', '.join(SUITES)} or all (several: comma-separated, e.g. query,savings)",
+        help=f"which benchmark to run: {', '.join(SUITES)} or all (several: comma-separated, e.g. query,savings); "
+        "convert (HTML -> text on an article-extraction-benchmark folder given with --data) runs only when named",
     )
     parser.add_argument(
         "--extractor", "-e", action="extend", nargs="+", metavar="SPEC",
@@ -154,9 +159,10 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def _suite_runner(name: str) -> Callable[[Context], SuiteResult]:
-    from .suites import needle, query, savings, speed
+    from .suites import convert, needle, query, savings, speed
 
-    return {"needle": needle.run, "query": query.run, "savings": savings.run, "speed": speed.run}[name]
+    runners = {"needle": needle.run, "query": query.run, "savings": savings.run, "speed": speed.run}
+    return {**runners, "convert": convert.run}[name]
 
 
 def run_evals(config: EvalConfig, command: str) -> dict[str, Any]:
@@ -200,10 +206,11 @@ def run_evals(config: EvalConfig, command: str) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    setup_logging(
+        logging.INFO if args.verbose else logging.WARNING,
+        verbose=args.verbose,
+        progress=args.progress,
+        fmt="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config = config_from_args(args)
     command = "python -m evals " + shlex.join(argv)

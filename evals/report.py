@@ -34,6 +34,18 @@ _SAVINGS = [
     ("info_tag_vs_tag_only_selected", "info+tag ÷ tag-only (selected windows)"),
     ("verbatim_vs_tag_only_selected", "verbatim ÷ tag-only (selected windows)"),
 ]
+_CONVERT = [
+    ("f1", "F1"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("accuracy", "accuracy"),
+    ("ms_per_page", "ms/page"),
+    ("pages_per_s", "pages/s"),
+    ("time_vs_trafilatura", "time ÷ trafilatura"),
+    ("content_tokens", "tokens"),
+    ("errors", "errors"),
+]
+_KEPT = [("links_dropped", "links as words"), ("links_kept", "markdown links"), ("reduction", "fewer tokens")]
 _SPEED = [
     ("extract_ms_per_window", "ms/window"),
     ("extract_ms_per_window_p50", "p50"),
@@ -171,6 +183,12 @@ def render_report(results: dict[str, Any]) -> str:
                 lines.append("")
             rows = {k: v for k, v in per_extractor.items() if k != "tagging"}
             lines += _table(rows, _SPEED)
+        elif suite == "convert":
+            lines += _table(per_extractor, _CONVERT, first="converter")
+            lines += ["", "F1/precision/recall/accuracy: the article-extraction benchmark's metric (4-token shingles)."]
+            kept = {k: v for m in per_extractor.values() for k, v in (m.get("kept_tokens") or {}).items()}
+            if kept:
+                lines += ["", "Passage tokens kept, one title query per page:", ""] + _table(kept, _KEPT)
         elif suite == "savings":
             lines += _table(per_extractor, _SAVINGS)
             lines += [

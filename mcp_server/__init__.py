@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 
 DEFAULT_PORT = 8765
 TOKEN_ENV = "ZI_ISAG_MCP_TOKEN"
@@ -48,15 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="let web_extract read local files under DIR (off by default); repeatable",
     )
     parser.add_argument("--extractor", default=None, help="extractor backend (default: $ZI_ISAG_EXTRACTOR or ranker)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="level of the server's own log on stderr; third-party libraries log WARNING and above unless DEBUG",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # stdout carries the protocol in stdio mode: every log line goes to stderr.
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    from zi_isag_tool.logs import setup_logging
+
+    # stdout carries the protocol in stdio mode: every log line goes to stderr, and no progress bar
+    # (the client shows stderr as a log).
+    setup_logging(
+        args.log_level,
+        verbose=args.log_level == "DEBUG",
+        progress=False if args.transport == "stdio" else None,
+        fmt="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

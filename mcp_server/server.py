@@ -58,7 +58,9 @@ class PassageOut(BaseModel):
 class SourceOut(BaseModel):
     source: str = Field(description="A page that was read (or could not be).")
     status: str = Field(description="ok, blocked, timeout, too_large, unsupported, http_error or error.")
-    error: str | None = Field(description="Why the page gave no text, when it did not.")
+    error: str | None = Field(
+        description="Why the page gave no text, when it did not; on an ok page, a note (empty, or a duplicate of another page)."
+    )
 
 
 class TokensOut(BaseModel):

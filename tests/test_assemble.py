@@ -84,3 +84,15 @@ def test_max_passages_out_of_range_and_whitespace_only_selections() -> None:
     )
     assert [(p.source, p.tags) for p in passages] == [("d", (1,)), ("e", (1,))]
     assert left_out == 0  # max_passages is the caller's choice, not the budget's loss
+
+
+def test_the_same_words_are_returned_once() -> None:
+    # doc b's first sentence repeats doc a's second one (case and spacing aside, the same words)
+    first, second = Document("doc://a", TEXT, "A"), Document("doc://b", "BETA  two. Omega zero.", "B")
+    windows = [*_windows(0, TEXT, per_window=5), *_windows(1, second.text, per_window=5)]
+    selections = [WindowSelection(tags=[2]), WindowSelection(tags=[1, 2])]
+    passages, _, _ = assemble([first, second], windows, selections, counter=default_counter())
+    assert [(p.source, p.text) for p in passages] == [("doc://a", "Beta two."), ("doc://b", "BETA  two. Omega zero.")]
+    selections = [WindowSelection(tags=[2]), WindowSelection(tags=[1])]
+    passages, _, _ = assemble([first, second], windows, selections, counter=default_counter())
+    assert [(p.source, p.text) for p in passages] == [("doc://a", "Beta two.")]

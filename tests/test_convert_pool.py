@@ -32,11 +32,19 @@ LARGE_BYTES = 400_000
 ROUNDS = 3
 
 
+# Different texts: pages with (nearly) the same text would be extracted once (zi_isag_tool.duplicates).
+_CLAIMS = (
+    "keeps a coefficient of performance above two at minus fifteen degrees",
+    "still heats a well insulated house at minus fifteen degrees without its backup coil",
+    "loses about a third of its capacity between plus five and minus fifteen degrees",
+    "needs defrost cycles more often at minus fifteen degrees when the air is humid",
+)
+
+
 def _good(i: int) -> bytes:
     return html_page(
         f"Heat pumps {i}",
-        f"Page {i}: a cold-climate heat pump keeps a coefficient of performance above two at minus "
-        "fifteen degrees. Heat pumps move heat instead of making it.",
+        f"Page {i}: a cold-climate heat pump {_CLAIMS[i]}. Heat pumps move heat instead of making it.",
     ).encode()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,17 @@ from fixtures.web.web_servers import (
 )
 
 from zi_isag_tool.errors import InputError
+from zi_isag_tool.types import Link
 from zi_isag_tool.web.convert import (
+    MAX_LINKS,
+    ConvertedPage,
+    ConvertOptions,
+    alt_words,
+    convert_file,
+    convert_html,
     convert_local_file,
     decode_body,
+    html_title,
     html_to_markdown,
     html_to_text,
     pdf_to_text,
@@ -167,3 +176,126 @@ def test_charset_labels_naming_no_text_codec_fall_back_to_detection(label: str) 
     assert UTF8_TEXT in decode_body(data, f"text/html; charset={label}")
     meta = html_page("t", CP1252_TEXT, f'<meta charset="{label}">').encode("cp1252")
     assert CP1252_TEXT in decode_body(meta, "text/html")
+
+
+LINKED = html_page(
+    "Dividend investing",
+    "<article><h1>Dividend investing</h1>"
+    "<p>Read <a href='https://news.example/rates' title='Rates explained'>the rate outlook</a> before buying, "
+    "and see <a href='guide/yield.html'>our yield guide</a> or <a href='/glossary#payout'>the payout ratio</a>. "
+    "Back to <a href='#top'>the top</a>, or <a href='mailto:desk@example.org'>write to the desk</a>.</p>"
+    "<p>Dividend stocks pay part of their profits to shareholders every quarter, which makes them popular "
+    "with investors who live on the income their portfolio produces rather than on its growth.</p>"
+    "<p>Citations: <a href='https://doi.example/10.1/abc'>[1]</a> and "
+    "<a href='https://news.example/rates'>the rate outlook</a> again.</p></article>",
+)
+PAGE_URL = "https://invest.example/articles/dividends.html"
+
+
+def test_links_keep_their_words_and_their_targets_go_to_metadata() -> None:
+    page = convert_html(LINKED, url=PAGE_URL)
+    assert "Read the rate outlook before buying, and see our yield guide or the payout ratio." in page.text
+    for target in ("http", "](", "news.example", "Rates explained", "mailto", "yield.html"):
+        assert target not in page.text, target
+    assert page.links == (
+        Link("https://news.example/rates", "the rate outlook"),
+        Link("https://invest.example/articles/guide/yield.html", "our yield guide"),
+        Link("https://invest.example/glossary#payout", "the payout ratio"),
+        Link("https://doi.example/10.1/abc", "[1]"),
+    )  # in reading order; in-page anchors, mail links and exact repeats left out
+
+
+def test_keep_links_setting_renders_absolute_markdown_links() -> None:
+    page = convert_html(LINKED, url=PAGE_URL, options=ConvertOptions(keep_links=True))
+    assert "[our yield guide](https://invest.example/articles/guide/yield.html)" in page.text
+    assert "[the rate outlook](https://news.example/rates" in page.text
+    assert page.links == convert_html(LINKED, url=PAGE_URL).links
+
+
+def test_links_without_a_page_url_keep_only_absolute_targets() -> None:
+    assert [link.url for link in convert_html(LINKED).links] == [
+        "https://news.example/rates",
+        "https://doi.example/10.1/abc",
+    ]
+
+
+def test_links_per_page_are_capped() -> None:
+    items = "".join(f"<li><a href='https://tags.example/t{i}'>tag number {i}</a> is a topic here</li>" for i in range(1500))
+    page = convert_html(html_page("Tags", f"<article><h1>Tags</h1><p>All the tags of the site.</p><ul>{items}</ul></article>"))
+    assert len(page.links) <= MAX_LINKS and page.links[0] == Link("https://tags.example/t0", "tag number 0")
+
+
+@pytest.mark.parametrize(
+    ("alt", "kept"),
+    [
+        ("Chart of ten-year bond yields since 2010", True),
+        ("Sunset", True),
+        ("", False),
+        ("image", False),
+        ("Photo 3", False),
+        ("IMG_2041.JPG", False),
+        ("DSC01234", False),
+        ("https://cdn.example/a.png", False),
+        ("logo", False),
+    ],
+)
+def test_alt_text_is_kept_only_where_it_carries_words(alt: str, kept: bool) -> None:
+    assert alt_words(alt) == (alt if kept else "")
+
+
+def test_images_become_their_alt_text_when_included() -> None:
+    html = html_page(
+        "Yields",
+        "<article><h1>Yields</h1><p>Bond yields rose through the year, and long rates followed short rates "
+        "up while inflation stayed high for most of the period that the article covers.</p>"
+        "<p>The chart: <img src='c.png' alt='Ten-year yields climbed from 1.5 to 4.2 percent'> and "
+        "<img src='x.png' alt='image'><img src='y.png'> end of the figure paragraph here.</p></article>",
+    )
+    included = convert_html(html, options=ConvertOptions(include_images=True)).text
+    assert "Ten-year yields climbed from 1.5 to 4.2 percent" in included
+    assert "image" not in included.replace("Yields", "") and "![" not in included and ".png" not in included
+    assert "Ten-year yields climbed" not in convert_html(html).text  # images are left out by default
+
+
+@pytest.mark.parametrize("keep_links", [False, True])
+def test_unicode_spaces_around_inline_markup_survive(keep_links: bool) -> None:
+    html = html_page(
+        "Stocks",
+        "<article><p><b>High dividend stocks&nbsp;</b>are popular, <em>very&#8239;</em>popular, and "
+        "<a href='https://x.example/'>income&#x2009;</a>investors&#x3000;<i>like</i>&#x2002;them. They pay "
+        "out a steady share of their profits every quarter, which retirees in particular appreciate.</p></article>",
+    )
+    text = convert_html(html, options=ConvertOptions(keep_links=keep_links)).text
+    assert "**High dividend stocks** are popular, *very* popular" in text
+    assert "investors *like* them" in text
+    assert "income investors" in text or "[income](https://x.example/) investors" in text
+
+
+def test_title_is_found_past_a_huge_head_and_just_past_the_body_start() -> None:
+    head = (
+        "<script>var t = '<title>not the title</title>'; " + "x = 1; " * 80_000 + "</script>"
+        "<style>" + "a{color:red}" * 40_000 + "</style><!-- <title>commented out</title> -->"
+        "<svg><title>an icon</title></svg><meta property='og:title' content='The OG title'>"
+    )
+    assert len(head) > 487_000
+    page = f"<html><head>{head}<title>Real &amp; final title</title></head><body><p>Text.</p></body></html>"
+    assert html_title(page) == "Real & final title"
+    assert convert_html(page).title == "Real & final title"
+    assert html_title(f"<html><head>{head}</head><body><p>Text.</p></body></html>") == "The OG title"
+    # Some real pages put <title> just inside <body>; a title deep in the body is not looked for.
+    assert html_title("<html><head></head><body><title>In the body</title><p>x</p>") == "In the body"
+    assert html_title("<html><body>" + "<p>text</p>" * 20_000 + "<title>far away</title>") == ""
+
+
+def test_converted_pages_survive_pickling() -> None:
+    page = convert_html(LINKED, url=PAGE_URL)
+    assert isinstance(page, ConvertedPage) and page.links
+    assert pickle.loads(pickle.dumps(page)) == page
+    assert pickle.loads(pickle.dumps(ConvertOptions(keep_links=True))) == ConvertOptions(keep_links=True)
+
+
+def test_local_html_file_keeps_its_links(tmp_path: Path) -> None:
+    (tmp_path / "page.html").write_text(LINKED, encoding="utf-8")
+    page = convert_file(tmp_path / "page.html")
+    assert page.title == "Dividend investing" and "the rate outlook" in page.text and "http" not in page.text
+    assert [link.url for link in page.links] == ["https://news.example/rates", "https://doi.example/10.1/abc"]

@@ -18,7 +18,7 @@ from .errors import (
     ZiIsagError,
 )
 from .settings import Settings
-from .types import Document, Passage, Result, SourceResult, TokenUsage
+from .types import Document, Link, Passage, Result, SourceResult, TokenUsage
 
 if TYPE_CHECKING:
     from .compressor import TagExtractCompressor
@@ -38,6 +38,7 @@ __all__ = [
     "ZiIsagWebExtract",
     "Settings",
     "Document",
+    "Link",
     "Passage",
     "Result",
     "SourceResult",

@@ -2,11 +2,13 @@
 
 Adjacent tags of one document merge into one passage, also across window boundaries (tag numbers
 are document-level here). Passages are trimmed of surrounding whitespace by moving their offsets,
-so ``passage.text == document.text[start:end]`` always holds.
+so ``passage.text == document.text[start:end]`` always holds. A passage whose words were already
+returned (the same paragraph on two pages, a pull quote) is not returned twice.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from typing import NamedTuple
 
 from .tokens import TokenCounter
 from .types import Document, Passage, Segment, TaggedWindow, WindowSelection
+
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(slots=True)
@@ -94,6 +98,7 @@ def assemble(
     if any(run.score is not None for run in runs):
         runs.sort(key=lambda r: (-(r.score if r.score is not None else float("-inf")), r.order))
     passages: list[Passage] = []
+    returned: set[tuple[str, ...]] = set()
     kept = 0
     left_out = 0
     for run in runs:
@@ -103,6 +108,10 @@ def assemble(
         passage = _passage(doc, run.tags, run.segments, run.score)
         if passage is None:
             continue
+        words = tuple(_WORD.findall(passage.text.casefold()))
+        if words and words in returned:
+            continue
+        returned.add(words)
         tokens = counter.count(passage.text)
         if max_tokens is not None and kept + tokens > max_tokens:
             left_out += 1

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import ZiIsagError
 from .extractors import EXTRACTOR_NAMES
+from .logs import setup_logging
 from .types import Result
 
 DEMO_QUERY = "How efficient are heat pumps when it is very cold outside?"
@@ -97,8 +98,7 @@ def render_text(result: Result) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO if args.verbose else logging.WARNING, verbose=args.verbose)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from .pipeline import Pipeline

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .assemble import assemble
+from .duplicates import duplicates
 from .errors import InputError
 from .extractors import Extractor, get_extractor
 from .extractors.base import extraction_deadline, extraction_deadline_left
 from .settings import Settings
-from .sources import classify, dedupe, local_document, local_file_failure, local_file_path
+from .sources import classify, dedupe, local_document, local_file_failure, local_file_path, source_key
 from .tagging import count_texts, tag_document
 from .tokens import TokenCounter, default_counter
 from .types import Document, Result, SourceResult, TaggedWindow, TokenUsage, WindowSelection
@@ -177,8 +178,14 @@ class Pipeline:
         results: dict[int, tuple[Document | None, SourceResult]] = {}
         urls: list[tuple[int, str]] = []
         files: list[tuple[int, str]] = []
+        first_of: dict[str, int] = {}
+        same_page: dict[int, int] = {}  # index -> index of the same page under an earlier URL
         for i, spec in enumerate(specs):
-            if spec.source in ready:
+            first = first_of.setdefault(source_key(spec.source), i)
+            if first != i:
+                # The same page under another URL (fragment, tracking parameters, default port).
+                same_page[i] = first
+            elif spec.source in ready:
                 doc = ready[spec.source]
                 results[i] = (doc, SourceResult(spec.source, "ok", title=doc.title))
             elif spec.kind == "url":
@@ -198,11 +205,19 @@ class Pipeline:
             for (i, url), page in zip(urls, loaded[0], strict=True):
                 title = page.title or titles.get(url, "")
                 if page.status == "ok" and page.text is not None:
-                    results[i] = (Document(url, page.text, title), SourceResult(url, "ok", title=title))
+                    document = Document(url, page.text, title, links=page.links)
+                    results[i] = (document, SourceResult(url, "ok", title=title))
                 else:
                     results[i] = (None, SourceResult(url, page.status, page.error, title=title))
             for (i, _), outcome in zip(files, loaded[1:], strict=True):
                 results[i] = outcome
+        for i, first in same_page.items():
+            # Not read again: the page's outcome is its first URL's.
+            original = results[first][1]
+            copy = _mark_duplicate(SourceResult(specs[i].source, original.status, title=original.title), original.source)
+            if original.status != "ok":
+                copy.error = f"same page as {original.source}: {original.error or original.status}"
+            results[i] = (None, copy)
 
         documents: list[Document] = []
         statuses: list[SourceResult] = []
@@ -330,12 +345,14 @@ class Pipeline:
         progress: ProgressCallback | None,
         warnings: list[str],
     ) -> Result:
-        extractor = self.extractor if documents else None
-        counter = (extractor.token_counter if extractor else None) or default_counter()
-        # Every "ok" source, and only those, produced a document, in the same order.
-        for doc, status in zip(documents, [s for s in statuses if s.status == "ok"], strict=True):
+        # Every "ok" source that duplicates no other, and only those, produced a document, in order.
+        loaded = [s for s in statuses if s.status == "ok" and s.duplicate_of is None]
+        for doc, status in zip(documents, loaded, strict=True):
             if not doc.text.strip():
                 status.error = "empty: the page has no text to extract from"
+        documents = _distinct(documents, loaded)
+        extractor = self.extractor if documents else None
+        counter = (extractor.token_counter if extractor else None) or default_counter()
         windows = await asyncio.to_thread(self._tag, documents, counter) if documents else []
 
         selections: list[WindowSelection] = []
@@ -410,6 +427,25 @@ class Pipeline:
         await self.aclose()
 
 
+def _mark_duplicate(status: SourceResult, original: str) -> SourceResult:
+    status.error = f"duplicate of {original}: extracted once"
+    status.duplicate_of = original
+    return status
+
+
+def _distinct(documents: list[Document], statuses: list[SourceResult]) -> list[Document]:
+    """The documents whose text is not (nearly) the same as an earlier one's; the statuses of the
+    others become notes naming the source they duplicate."""
+    originals = duplicates([doc.text for doc in documents])
+    kept: list[Document] = []
+    for doc, status, original in zip(documents, statuses, originals, strict=True):
+        if original is None:
+            kept.append(doc)
+        else:
+            _mark_duplicate(status, documents[original].source)
+    return kept
+
+
 _BUDGET_GRACE_S = 1.0
 """How long past the extraction deadline a backend may take to hand back what it has."""
 _WARNING_ERRORS = 3
@@ -463,14 +499,14 @@ async def _load_file(fetcher: Fetcher, source: str, settings: Settings) -> tuple
         assert refused is not None
         return None, refused
     try:
-        title, text = await fetcher.convert_local_file(path)
+        page = await fetcher.convert_local_file(path)
     except Exception as exc:  # noqa: BLE001 - one file's problem must not stop the others
         failure = local_file_failure(source, exc)
         if failure is None:
             logger.exception("unexpected error while converting %s", source)
             failure = SourceResult(source, "error", f"unexpected error ({type(exc).__name__})")
         return None, failure
-    return local_document(source, path, title, text)
+    return local_document(source, path, page)
 
 
 def _chunks_by_document(windows: list[TaggedWindow], size: int) -> list[list[TaggedWindow]]:

@@ -166,6 +166,17 @@ class Settings(BaseSettings):
     local_roots: list[Path] = Field(
         default_factory=list, description="When non-empty, local sources must lie under one of these folders."
     )
+    keep_links: bool = Field(
+        False,
+        description=(
+            "Keep links as markdown [words](url) in the converted text. Off: a link keeps its words and its "
+            "target goes to the page's links metadata (Document.links), not into the passages."
+        ),
+    )
+    include_images: bool = Field(
+        False,
+        description="Keep images (their alt text, where it carries words) and captions in the converted text.",
+    )
     cache_dir: Path | None = Field(None, description="On-disk page cache; None disables it.")
     cache_ttl: float = Field(3600.0, ge=0)
 

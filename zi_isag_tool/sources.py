@@ -9,16 +9,31 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import InputError
 from .settings import Settings
 from .types import Document, SourceResult
 
+if TYPE_CHECKING:
+    from .web.convert import ConvertedPage
+
 logger = logging.getLogger(__name__)
 
 SourceKind = Literal["url", "file", "unsupported"]
+
+# Query parameters that name who sent the visitor, not what page they see.
+_TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_")
+_TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "gclsrc", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "ttclid",
+        "igshid", "igsh", "li_fat_id", "srsltid", "mc_cid", "mc_eid", "_ga", "_gl", "_hsenc", "_hsmi",
+        "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id", "vero_conv", "ncid", "cmpid", "ocid",
+        "amp",  # ?amp / ?amp=1: the same article in its AMP layout
+    }
+)  # fmt: skip
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,29 +99,67 @@ def local_file_failure(source: str, exc: Exception) -> SourceResult | None:
     return None
 
 
-def local_document(source: str, path: Path, title: str, text: str) -> tuple[Document, SourceResult]:
-    title = title or path.name
-    return Document(source=source, text=text, title=title), SourceResult(source, "ok", title=title)
+def local_document(source: str, path: Path, page: ConvertedPage) -> tuple[Document, SourceResult]:
+    title = page.title or path.name
+    document = Document(source=source, text=page.text, title=title, links=page.links)
+    return document, SourceResult(source, "ok", title=title)
 
 
 def load_local_file(source: str, settings: Settings) -> tuple[Document | None, SourceResult]:
     """Read and convert one local file in this process; failures become a status, never an exception.
 
     The pipeline converts in its fetcher's worker processes instead (``Fetcher.convert_local_file``)."""
-    from .web.convert import convert_local_file
+    from .web.convert import ConvertOptions, convert_file
 
     path, refused = local_file_path(source, settings)
     if path is None:
         assert refused is not None
         return None, refused
     try:
-        title, text = convert_local_file(path)
+        page = convert_file(path, options=ConvertOptions.from_settings(settings))
     except Exception as exc:
         failure = local_file_failure(source, exc)
         if failure is None:
             raise
         return None, failure
-    return local_document(source, path, title, text)
+    return local_document(source, path, page)
+
+
+def normalize_url(url: str) -> str:
+    """``url`` as a key for "the same page": scheme and host lower-cased, default port, fragment and
+    tracking parameters (``utm_*``, ``fbclid``, ``gclid``, ...) dropped, empty path as ``/``.
+
+    The key only compares URLs; the page is fetched at the URL as given.
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return text
+    host = parts.hostname.rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    if parts.username is not None:
+        credentials = parts.username + (f":{parts.password}" if parts.password is not None else "")
+        host = f"{credentials}@{host}"
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key.lower() not in _TRACKING_PARAMS and not key.lower().startswith(_TRACKING_PREFIXES)
+    ]
+    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
+
+
+def source_key(source: str) -> str:
+    """What makes two sources the same: the normalised URL of a URL, the path of a file."""
+    text = source.strip()
+    return normalize_url(text) if classify(text).kind == "url" else text
 
 
 def dedupe(sources: Sequence[str]) -> list[str]:

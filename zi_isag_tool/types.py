@@ -15,6 +15,14 @@ SourceStatus = Literal["ok", "blocked", "timeout", "too_large", "unsupported", "
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """An outgoing link of a converted page: absolute http(s) target and the link's words."""
+
+    url: str
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """Text ready for tagging (markdown or plain), with where it came from."""
 
@@ -22,6 +30,8 @@ class Document:
     """URL, file path, or a caller-given id for raw text."""
     text: str
     title: str = ""
+    links: tuple[Link, ...] = ()
+    """Outgoing links of the page's main content, in reading order; their targets are not in ``text``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +123,11 @@ class SourceResult:
     source: str
     status: SourceStatus = "ok"
     error: str | None = None
+    """Why the source gave no text; on an ``ok`` source, a note (empty page, duplicate of another)."""
     title: str = ""
+    duplicate_of: str | None = None
+    """The earlier source this one repeats (the same URL once normalised, or nearly the same text):
+    that source alone was extracted, and its outcome stands for both."""
 
     def to_dict(self) -> dict[str, object]:
         return {"source": self.source, "status": self.status, "error": self.error}
@@ -159,6 +173,11 @@ class Result:
     failed extraction windows (grouped by error), dropped tag ids."""
     documents: list[Document] = field(default_factory=list, repr=False)
     """The converted text each passage's offsets point into (not part of the JSON shape)."""
+
+    @property
+    def links(self) -> dict[str, tuple[Link, ...]]:
+        """Outgoing links of each extracted source (``{source: links}``), kept out of the passages."""
+        return {doc.source: doc.links for doc in self.documents}
 
     @property
     def extraction_failed(self) -> bool:

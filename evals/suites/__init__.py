@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SUITES",
+    "NAMED_ONLY_SUITES",
     "EvalConfig",
     "Context",
     "SuiteResult",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 SUITES: tuple[str, ...] = ("needle", "query", "savings", "speed")
+NAMED_ONLY_SUITES: tuple[str, ...] = ("convert",)
+"""Suites that need a third-party data folder (``--data``): run when named, not by ``all``."""
 MAX_ERROR_SAMPLES = 5
 
 

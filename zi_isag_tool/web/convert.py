@@ -1,8 +1,13 @@
 """Bytes to text ready for tagging: charset decoding, HTML main content to markdown, PDF text.
 
-``html_to_markdown`` keeps the main content (trafilatura drops navigation, footers, scripts, styles
-and cookie banners) and renders it with markdownify. Whatever the HTML (malformed, thousands of
-levels deep), it never raises: it falls back to the page's plain text.
+``convert_html`` keeps the main content (trafilatura drops navigation, footers, scripts, styles
+and cookie banners) and renders it with markdownify. A link keeps its words in the text; its target
+goes to the page's ``links`` (unless ``ConvertOptions.keep_links`` asks for markdown links). Unicode
+spaces become plain spaces, so words around inline markup stay apart. Whatever the HTML (malformed,
+thousands of levels deep), it never raises: it falls back to the page's plain text.
+
+What crosses a process boundary (``ConvertOptions``, ``ConvertedPage``, ``Link``) is plain frozen
+dataclasses, so conversion can run in worker processes.
 """
 
 from __future__ import annotations
@@ -13,11 +18,17 @@ import html as html_lib
 import io
 import logging
 import re
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from ..errors import InputError
+from ..types import Link
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +60,55 @@ _NOT_CHARSETS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-es
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:\-]+)""", re.I)
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,512}?charset\s*=\s*["']?\s*([A-Za-z0-9._:\-]+)""", re.I)
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
-_OG_TITLE = re.compile(
-    r"""<meta[^>]{0,256}?property\s*=\s*["']og:title["'][^>]{0,256}?content\s*=\s*["']([^"']*)""", re.I
+# Where the head can hold a title: the next tag that opens raw text, a title, a meta tag or the body.
+_HEAD_TAG = re.compile(
+    r"<(?:(?P<raw>script|style|textarea|noscript|svg)\b|(?P<title>title)\b|(?P<meta>meta)\b|(?P<comment>!--)"
+    r"|body\b|/head\s*>)",
+    re.I,
 )
+_TITLE_END = re.compile(r"</title\s*>", re.I)
+_TITLE_IN_BODY = 100_000
+_OG_TITLE = re.compile(r"""\bproperty\s*=\s*["']?og:title\b""", re.I)
+_CONTENT_ATTR = re.compile(r"""\bcontent\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
 _MD_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 _BLANK_RUNS = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 _TITLE_MAX = 300
+MAX_LINKS = 1000
+"""Outgoing links kept per page (a tag cloud or a link list must not bloat the metadata)."""
+
+# Non-breaking and other Unicode spaces: markdownify strips them at the edges of inline markup
+# (``<b>stocks&nbsp;</b>are`` became ``**stocks**are``); as plain spaces they survive.
+_UNICODE_SPACES = dict.fromkeys([0x00A0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000], " ")
+_IMAGE_FILE = re.compile(r"\.(?:jpe?g|png|gif|webp|svg|bmp|tiff?|avif|heic)\b", re.I)
+# Alt texts that say only that there is an image.
+_GENERIC_ALT = frozenset(
+    "image img photo photograph picture pic graphic logo icon thumbnail thumb banner placeholder avatar "
+    "spacer untitled figure illustration default blank header hero".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertOptions:
+    """How HTML becomes text; the defaults suit passages an LLM reads."""
+
+    keep_links: bool = False
+    """Render links as markdown ``[words](url)`` instead of their words alone."""
+    include_images: bool = False
+    """Keep images (as their alt text, where it carries words) and their captions. Off by default:
+    captions and alt texts repeat the article and are outside the annotated body of real pages."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConvertOptions:
+        return cls(keep_links=settings.keep_links, include_images=settings.include_images)
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertedPage:
+    """A converted page: title, text ready for tagging, and the outgoing links of its main content."""
+
+    title: str
+    text: str
+    links: tuple[Link, ...] = ()
 
 
 def _codec(label: str | None) -> str | None:
@@ -116,15 +169,51 @@ def _detect(data: bytes) -> str | None:
 
 
 def html_title(html: str) -> str:
-    """The page's ``<title>`` (or ``og:title``), unescaped and on one line; "" when there is none."""
-    head = html[:200_000]
-    for pattern in (_TITLE, _OG_TITLE):
-        match = pattern.search(head)
-        if match:
-            title = " ".join(html_lib.unescape(re.sub(r"<[^>]*>", "", match.group(1))).split())
+    """The page's ``<title>`` (else ``og:title``), unescaped and on one line; "" when there is none.
+
+    The head is read whole however large it is (scripts, styles, SVG and comments are skipped, not
+    searched); real pages also put their title just past ``<body>``, so the search goes on for
+    ``_TITLE_IN_BODY`` characters there, never through the whole body.
+    """
+    og_title = ""
+    position = 0
+    stop = len(html)
+    while (match := _HEAD_TAG.search(html, position)) and match.start() < stop:
+        position = match.end()
+        if match["raw"]:
+            raw_end = _raw_text_end(match["raw"].lower()).search(html, position)
+            if raw_end is None:
+                break
+            position = raw_end.end()
+        elif match["title"]:
+            title_end = _TITLE_END.search(html, position)
+            if title_end is None:
+                break
+            title = _one_line(html[html.find(">", position) + 1 : title_end.start()])
             if title:
-                return title[:_TITLE_MAX]
-    return ""
+                return title
+            position = title_end.end()
+        elif match["meta"]:
+            tag = html[position : position + 2048].split(">", 1)[0]
+            if not og_title and _OG_TITLE.search(tag) and (content := _CONTENT_ATTR.search(tag)):
+                og_title = _one_line(content.group(1) or content.group(2) or "")
+        elif match["comment"]:
+            comment_end = html.find("-->", position)
+            if comment_end < 0:
+                break
+            position = comment_end + 3
+        else:  # the head ends or the body starts
+            stop = min(stop, match.start() + _TITLE_IN_BODY)
+    return og_title
+
+
+@functools.cache
+def _raw_text_end(tag: str) -> re.Pattern[str]:
+    return re.compile(rf"</{tag}\s*>", re.I)
+
+
+def _one_line(fragment: str) -> str:
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]*>", "", fragment)).split())[:_TITLE_MAX]
 
 
 def markdown_title(text: str) -> str:
@@ -132,55 +221,143 @@ def markdown_title(text: str) -> str:
     return match.group(1).strip()[:_TITLE_MAX] if match else ""
 
 
-def html_to_markdown(html: str, *, url: str | None = None) -> tuple[str, str]:
-    """``(title, markdown)`` of the page's main content; plain text when extraction fails."""
+def convert_html(html: str, *, url: str | None = None, options: ConvertOptions | None = None) -> ConvertedPage:
+    """Title, main-content markdown and outgoing links of a page; plain text when extraction fails."""
+    options = options or ConvertOptions()
     title = html_title(html)
     markdown = ""
+    links: tuple[Link, ...] = ()
     try:
-        markdown = _main_content_markdown(html, url)
+        markdown, links = _main_content_markdown(html, url, options)
     except (RecursionError, MemoryError, ValueError, TypeError, AttributeError, LookupError) as exc:
         logger.debug("main-content extraction failed (%s); using plain text", type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - third-party parsers on hostile input: never crash
         logger.warning("main-content extraction failed (%s); using plain text", type(exc).__name__)
     if not markdown.strip():
-        markdown = html_to_text(html)
+        markdown, links = html_to_text(html), ()
     markdown = _tidy(markdown)
-    return title or markdown_title(markdown), markdown
+    return ConvertedPage(title or markdown_title(markdown), markdown, links)
 
 
-def _main_content_markdown(html: str, url: str | None) -> str:
-    extracted = _main_content_html(html, url)
-    if not extracted:
-        return ""
+def html_to_markdown(html: str, *, url: str | None = None, options: ConvertOptions | None = None) -> tuple[str, str]:
+    """``(title, markdown)`` of the page's main content (``convert_html`` without the links)."""
+    page = convert_html(html, url=url, options=options)
+    return page.title, page.text
+
+
+def _main_content_markdown(html: str, url: str | None, options: ConvertOptions) -> tuple[str, tuple[Link, ...]]:
+    tree = _main_content_tree(html, options)
+    if tree is None:
+        return "", ()
     from bs4 import BeautifulSoup
+    from lxml import etree
 
-    return _markdown_converter().convert_soup(BeautifulSoup(_inline_code_fix(extracted), "lxml"))
+    links = page_links(tree, url)
+    if options.keep_links:
+        _absolute_hrefs(tree, url)
+    else:
+        etree.strip_tags(tree, "a")
+    _images_to_words(tree)
+    simple_html = str(etree.tostring(tree, encoding="unicode")).translate(_UNICODE_SPACES)
+    soup = BeautifulSoup(_inline_code_fix(simple_html), "lxml")
+    return _markdown_converter().convert_soup(soup), links
 
 
-def _main_content_html(html: str, url: str | None) -> str | None:
-    """trafilatura's main content as simple HTML (headings, paragraphs, lists, tables, links)."""
+def _main_content_tree(html: str, options: ConvertOptions) -> Any:
+    """trafilatura's main content as a simple HTML tree (headings, paragraphs, lists, tables, links)."""
     import trafilatura
 
-    options: dict[str, Any] = {
-        "url": url,
+    # No url: trafilatura would resolve relative links against the site's root, not the page;
+    # page_links resolves them against the page itself.
+    settings: dict[str, Any] = {
         "include_comments": False,
         "include_tables": True,
         "include_links": True,
         "include_formatting": True,
-        "include_images": False,
+        "include_images": options.include_images,
         "deduplicate": False,
     }
     try:
-        from lxml import etree
         from trafilatura.htmlprocessing import convert_to_html
     except ImportError:  # layout of a future trafilatura: the public (slower) path
-        return trafilatura.extract(html, output_format="html", **options)
+        import lxml.html
+
+        extracted = trafilatura.extract(html, output_format="html", **settings)
+        return lxml.html.document_fromstring(extracted) if extracted else None
     # What extract(output_format="html") does, minus a content fingerprint that costs more than the
-    # extraction itself and a pretty-printing that only adds whitespace for markdownify to parse.
-    document = trafilatura.bare_extraction(html, output_format="html", **options)
+    # extraction itself and a serialisation that would only be parsed again here.
+    document = trafilatura.bare_extraction(html, output_format="html", **settings)
     if document is None or isinstance(document, dict) or document.body is None:
         return None
-    return str(etree.tostring(convert_to_html(document.body), encoding="unicode"))
+    return convert_to_html(document.body)
+
+
+def page_links(tree: Any, base_url: str | None) -> tuple[Link, ...]:
+    """The ``<a href>`` links of ``tree`` as absolute http(s) URLs with their words, in reading order.
+
+    Links into the page itself (``#section``) and repeats of the same target with the same words are
+    left out; at most ``MAX_LINKS``.
+    """
+    page = urldefrag(base_url)[0] if base_url else None
+    seen: set[tuple[str, str]] = set()
+    links: list[Link] = []
+    for anchor in tree.iter("a"):
+        target = _absolute(anchor.get("href"), base_url)
+        if target is None or urldefrag(target)[0] == page:
+            continue
+        link = Link(target, " ".join("".join(anchor.itertext()).split()))
+        if (link.url, link.text) not in seen:
+            seen.add((link.url, link.text))
+            links.append(link)
+            if len(links) >= MAX_LINKS:
+                break
+    return tuple(links)
+
+
+def _absolute(href: str | None, base_url: str | None) -> str | None:
+    href = (href or "").strip()
+    if not href:
+        return None
+    try:
+        target = urljoin(base_url, href) if base_url else href
+        parts = urlsplit(target)
+    except ValueError:
+        return None
+    return target if parts.scheme.lower() in ("http", "https") and parts.hostname else None
+
+
+def _absolute_hrefs(tree: Any, base_url: str | None) -> None:
+    for anchor in tree.iter("a"):
+        target = _absolute(anchor.get("href"), base_url)
+        if target is not None:
+            anchor.set("href", target)
+
+
+def _images_to_words(tree: Any) -> None:
+    """Each ``<img>`` becomes its alt text where that carries words, else nothing."""
+    for image in list(tree.iter("img")):
+        words = alt_words(image.get("alt"))
+        parent = image.getparent()
+        if parent is None:
+            continue
+        text = (f" {words} " if words else "") + (image.tail or "")
+        previous = image.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + text
+        else:
+            parent.text = (parent.text or "") + text
+        parent.remove(image)
+
+
+def alt_words(alt: str | None) -> str:
+    """``alt`` on one line when it describes something; "" for empty, generic or file-name alt texts."""
+    alt = " ".join((alt or "").split())
+    if not alt or "://" in alt or _IMAGE_FILE.search(alt):
+        return ""
+    words = [w.strip(".,;:!?()[]'\"").lower() for w in alt.split()]
+    if any(len(w) > 1 and w.isalpha() and w not in _GENERIC_ALT for w in words):
+        return alt
+    return ""
 
 
 @functools.cache
@@ -301,8 +478,14 @@ def pdf_to_text(data: bytes) -> tuple[str, str]:
     return title, _tidy(text)
 
 
-def convert_local_file(path: Path) -> tuple[str, str]:
+def convert_local_file(path: Path, *, options: ConvertOptions | None = None) -> tuple[str, str]:
     """``(title, text)`` of a local ``.html/.htm/.md/.markdown/.txt/.pdf`` file."""
+    page = convert_file(path, options=options)
+    return page.title, page.text
+
+
+def convert_file(path: Path, options: ConvertOptions | None = None) -> ConvertedPage:
+    """A local ``.html/.htm/.md/.markdown/.txt/.pdf`` file converted; ``InputError`` when unreadable."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in HTML_SUFFIXES + TEXT_SUFFIXES + PDF_SUFFIXES:
@@ -318,11 +501,13 @@ def convert_local_file(path: Path) -> tuple[str, str]:
         raise InputError(f"{path} is a directory, not a file") from exc
     except OSError as exc:
         raise InputError(f"could not read {path}: {exc.strerror or type(exc).__name__}") from exc
+    links: tuple[Link, ...] = ()
     if suffix in PDF_SUFFIXES:
         title, text = pdf_to_text(data)
     elif suffix in HTML_SUFFIXES:
-        title, text = html_to_markdown(decode_body(data, None))
+        page = convert_html(decode_body(data, None), options=options)
+        title, text, links = page.title, page.text, page.links
     else:
         text = _tidy(decode_body(data, None))
         title = markdown_title(text)
-    return title or path.stem, text
+    return ConvertedPage(title or path.stem, text, links)

@@ -30,7 +30,8 @@ from typing import Any, Literal, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
-from .convert import decode_body, html_to_markdown, markdown_title, pdf_to_text
+from ..logs import set_levels, third_party_levels
+from .convert import ConvertedPage, ConvertOptions, convert_html, decode_body, markdown_title, pdf_to_text
 
 logger = logging.getLogger(__name__)
 
@@ -63,19 +64,20 @@ class PageJob:
     content_type: str | None
     """The response's ``Content-Type`` header (its charset is used to decode)."""
     url: str
+    options: ConvertOptions = ConvertOptions()
 
 
-def convert_page(job: PageJob) -> tuple[str, str]:
-    """``(title, text)`` of a fetched page; runs in a worker. ``InputError`` for an unreadable PDF."""
+def convert_page(job: PageJob) -> ConvertedPage:
+    """A fetched page converted; runs in a worker. ``InputError`` for an unreadable PDF."""
     if job.kind == "pdf":
-        return pdf_to_text(job.body)
+        return ConvertedPage(*pdf_to_text(job.body))
     text = decode_body(job.body, job.content_type)
     if job.kind == "html":
-        return html_to_markdown(text, url=job.url)
-    return markdown_title(text), text
+        return convert_html(text, url=job.url, options=job.options)
+    return ConvertedPage(markdown_title(text), text)
 
 
-PageConverter = Callable[[PageJob], tuple[str, str]]
+PageConverter = Callable[[PageJob], ConvertedPage]
 """A picklable top-level function run in a worker for each page (``convert_page`` by default)."""
 
 
@@ -150,7 +152,7 @@ if "forkserver" in multiprocessing.get_all_start_methods():
     _WorkerContext = _ForkServerWorkerContext
 
 
-def _init_worker(memory_bytes: int | None, log_level: int) -> None:
+def _init_worker(memory_bytes: int | None, log_level: int, levels: dict[str, int]) -> None:
     """Runs in each new worker: conversion modules loaded, stdout kept clean, memory capped."""
     import importlib
 
@@ -159,6 +161,7 @@ def _init_worker(memory_bytes: int | None, log_level: int) -> None:
         os.dup2(2, 1)
     sys.stdout = sys.stderr
     logging.basicConfig(level=log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    set_levels(levels)  # third-party libraries as quiet as in the parent (zi_isag_tool.logs)
     for name in CONVERSION_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
@@ -272,7 +275,7 @@ class ConversionPool:
             max_workers=self.workers,
             max_tasks=TASKS_PER_WORKER,
             initializer=_init_worker,
-            initargs=(memory, logging.getLogger().getEffectiveLevel()),
+            initargs=(memory, logging.getLogger().getEffectiveLevel(), third_party_levels()),
             context=_start_context(),
         )
         _ = pool.active  # starts the pool's threads and its workers

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..errors import InputError
-from ..types import SourceStatus
+from ..types import Link, SourceStatus
 from .cache import PageCache
-from .convert import convert_local_file, markdown_title
+from .convert import ConvertedPage, ConvertOptions, convert_file, markdown_title
 from .convert_pool import ConversionFailed, ConversionPool, PageConverter, PageJob, convert_page
 from .guard import (
     BlockedURLError,
@@ -69,6 +69,8 @@ class FetchedPage:
     text: str | None
     title: str
     from_cache: bool = False
+    links: tuple[Link, ...] = ()
+    """Outgoing links of the page's main content (their targets are not in ``text``)."""
 
     @classmethod
     def from_search_hit(cls, hit: SearchHit) -> FetchedPage | None:
@@ -164,6 +166,7 @@ class Fetcher:
             RobotsPolicy(self._get_robots, settings.user_agent) if settings.respect_robots else None
         )
         self._converter = converter
+        self._convert_options = ConvertOptions.from_settings(settings)
         self._owns_pool = pool is None
         self._pool = pool or ConversionPool(settings.convert_workers, memory_mb=settings.convert_memory_mb)
 
@@ -254,11 +257,13 @@ class Fetcher:
             seen.add(url)
         return ordered
 
-    async def convert_local_file(self, path: Path) -> tuple[str, str]:
-        """``(title, text)`` of a local file, converted in a worker like fetched pages.
+    async def convert_local_file(self, path: Path) -> ConvertedPage:
+        """A local file converted in a worker like fetched pages (with the same options).
 
-        Raises what ``convert.convert_local_file`` raises, or ``ConversionFailed``."""
-        return await self._pool.run(convert_local_file, Path(path), timeout=self.settings.fetch_timeout)
+        Raises what ``convert.convert_file`` raises, or ``ConversionFailed``."""
+        return await self._pool.run(
+            convert_file, Path(path), self._convert_options, timeout=self.settings.fetch_timeout
+        )
 
     # --- one page ----------------------------------------------------------------------------------
 
@@ -284,18 +289,18 @@ class Fetcher:
         progress.converting = True
         when = deadline.when()
         remaining = None if when is None else max(0.001, when - asyncio.get_running_loop().time())
-        job = PageJob(kind, body, header, str(final_url))  # type: ignore[arg-type]
+        job = PageJob(kind, body, header, str(final_url), self._convert_options)  # type: ignore[arg-type]
         try:
-            title, text = await self._pool.run(self._converter, job, timeout=remaining)
+            page = await self._pool.run(self._converter, job, timeout=remaining)
         except ConversionFailed as failed:
             raise _Problem(failed.status, failed.message) from None
         except InputError as exc:  # an unreadable PDF
             raise _Problem("error", str(exc)) from None
         progress.converting = False
-        if not text.strip():
+        if not page.text.strip():
             raise _Problem("error", "no readable text on the page")
         content_type = {"html": "text/html", "pdf": "application/pdf"}.get(kind, media or "text/plain")
-        return FetchedPage(url, str(final_url), "ok", None, content_type, text, title)
+        return FetchedPage(url, str(final_url), "ok", None, content_type, page.text, page.title, links=page.links)
 
     @contextlib.asynccontextmanager
     async def _open(self, url: str, *, check_robots: bool) -> AsyncIterator[tuple[httpx.URL, httpx.Response]]:
@@ -394,6 +399,8 @@ class Fetcher:
         if record.get("private_allowed", True) and not self.settings.allow_private_networks:
             # Fetched by a fetcher allowed to reach private addresses: never hand it to a stricter one.
             return None
+        if record.get("convert") != _options_record(self._convert_options):
+            return None  # converted with other options (e.g. links kept): convert again
         try:
             return FetchedPage(
                 url=url,
@@ -404,8 +411,9 @@ class Fetcher:
                 text=str(record["text"]),
                 title=str(record.get("title") or ""),
                 from_cache=True,
+                links=tuple(Link(str(u), str(t)) for u, t in record.get("links") or ()),
             )
-        except KeyError:
+        except (KeyError, TypeError, ValueError):
             return None
 
     async def _cache_put(self, page: FetchedPage) -> None:
@@ -415,6 +423,8 @@ class Fetcher:
             k: v for k, v in asdict(page).items() if k in ("final_url", "content_type", "text", "title")
         }
         record["private_allowed"] = self.settings.allow_private_networks
+        record["convert"] = _options_record(self._convert_options)
+        record["links"] = [[link.url, link.text] for link in page.links]
         await asyncio.to_thread(self._cache.put, page.url, record)
 
 
@@ -518,6 +528,10 @@ def _sniff(body: bytes) -> str | None:
         if exc.start < 8188:  # not just a character cut at the sample's end
             return None
     return "text"
+
+
+def _options_record(options: ConvertOptions) -> dict[str, bool]:
+    return {"keep_links": options.keep_links, "include_images": options.include_images}
 
 
 def _failed(url: str, status: SourceStatus, message: str) -> FetchedPage:

@@ -2,20 +2,20 @@
 concurrent windows to an OpenAI-compatible extractor server.
 
 1. **Replicas.** A local page server (10 distinct article pages, each answered after ``--page-delay``
-   seconds and counted), a throwaway ``redis-server`` and R = 1, then 2 ``python -m mcp_server
-   --transport http --stateless`` processes with ``ZI_ISAG_CACHE_URL`` pointing at it. N concurrent
-   ``web_extract`` calls over the same 10 URLs are spread round-robin over the replicas, each call on
-   its own client connection: calls/s, p50/p95 latency, and the page fetches made (they must equal the
-   10 distinct URLs, however many replicas and calls). Redis is flushed between the two runs, so each
-   starts cold. The extractor is ``bm25`` by default: on a 2-core machine the embedding model would
-   measure the CPU, not the scale-out.
+   seconds and counted), a throwaway ``redis-server`` and 2 ``python -m mcp_server --transport http
+   --stateless`` processes with ``ZI_ISAG_CACHE_URL`` pointing at it. N concurrent ``web_extract``
+   calls over the same 10 URLs go round-robin to R = 1, then 2 of them, each call on its own client
+   connection: calls/s, p50/p95 latency, and the page fetches made (they must equal the 10 distinct
+   URLs in every run, however many replicas and calls). Runs alternate on the same processes, each
+   with Redis flushed, ``--repeats`` times; medians. The extractor is ``bm25`` by default: on a
+   2-core machine the embedding model would measure the CPU, not the scale-out.
 2. **Windows.** One ``Pipeline`` call whose windows go to a local OpenAI-compatible server that answers
    every request after a fixed latency (``--latency``): windows/s sent one at a time
    (``openai_concurrency=1``), chunk by chunk (what the pipeline did before: each chunk of
    ``extract_chunk`` windows waited for the previous one), and concurrently (all chunks at once, up to
    ``openai_concurrency`` requests in flight). Same process, same windows.
 
-    python -m evals.bench_replicas [--calls 40] [--replicas 1,2] [--extractor bm25] [--windows-only] [--out FILE]
+    python -m evals.bench_replicas [--calls 40] [--replicas 1,2] [--repeats 3] [--extractor bm25] [--windows-only] [--out FILE]
 
 The helpers (``RedisServer``, ``CountingPages``, ``LatencyChatServer``, ``replica_processes``) are
 also what the tests use.
@@ -382,9 +382,14 @@ def replica_scaleout(
     replica_counts: Sequence[int] = (1, 2),
     extractor: str = "bm25",
     page_delay: float = 0.2,
+    repeats: int = 3,
 ) -> dict[str, Any]:
-    """N concurrent calls over the same 10 URLs against R stateless replicas sharing one Redis."""
-    runs: dict[str, Any] = {}
+    """N concurrent calls over the same 10 URLs against R stateless replicas sharing one Redis.
+
+    The replicas of the largest count are started once; a run with fewer uses the first of them, so
+    every run has the same processes, and the runs alternate (rotated per repeat) so that load from
+    elsewhere on the machine falls on all of them alike. Each run starts with Redis flushed."""
+    runs: dict[int, list[dict[str, Any]]] = {count: [] for count in replica_counts}
     with CountingPages(10, delay=page_delay) as pages, RedisServer() as redis:
         env = {
             "ZI_ISAG_EXTRACTOR": extractor,
@@ -392,35 +397,51 @@ def replica_scaleout(
             "ZI_ISAG_MCP_MAX_CALLS": str(max(4, calls)),  # measure the replicas, not the queue in front
             "ZI_ISAG_MCP_QUEUE_TIMEOUT": "300",
         }
-        for count in replica_counts:
-            with replica_processes(count, env=env) as replicas:
-                # Warm-up (extractor, conversion workers, connections), then a cold cache and zero counts.
-                asyncio.run(_calls(replicas, pages.urls, len(replicas)))
-                redis.command("FLUSHALL")
-                pages.reset()
-                wall, latencies, failures = asyncio.run(_calls(replicas, pages.urls, calls))
-            runs[str(count)] = {
-                "replicas": count,
-                "calls": calls,
-                "answered_ok": calls - len(failures),
-                "failures": failures[:3],
-                "wall_s": round(wall, 3),
-                "calls_per_s": round(calls / wall, 2),
-                "p50_ms": round(1000 * statistics.median(latencies), 1),
-                "p95_ms": round(1000 * _percentile(latencies, 0.95), 1),
-                "page_fetches": pages.total_fetches,
-                "distinct_urls": len(pages.urls),
-                "fetches_equal_distinct_urls": pages.total_fetches == len(pages.urls),
-            }
-    first = runs[str(replica_counts[0])]
-    for run in runs.values():
-        run["calls_per_s_ratio"] = round(run["calls_per_s"] / first["calls_per_s"], 3)
+        with replica_processes(max(replica_counts), env=env) as replicas:
+            # Warm-up: the extractor, conversion workers and connections of every replica.
+            asyncio.run(_calls(replicas, pages.urls, 2 * len(replicas)))
+            order = list(replica_counts)
+            for i in range(repeats):
+                for count in order[i % len(order) :] + order[: i % len(order)]:
+                    redis.command("FLUSHALL")
+                    pages.reset()
+                    wall, latencies, failures = asyncio.run(_calls(replicas[:count], pages.urls, calls))
+                    runs[count].append(
+                        {
+                            "wall_s": wall,
+                            "p50_s": statistics.median(latencies),
+                            "p95_s": _percentile(latencies, 0.95),
+                            "failures": failures,
+                            "page_fetches": pages.total_fetches,
+                        }
+                    )
+    summary: dict[str, Any] = {}
+    for count, measured in runs.items():
+        failures = [f for run in measured for f in run["failures"]]
+        fetches = [run["page_fetches"] for run in measured]
+        summary[str(count)] = {
+            "replicas": count,
+            "calls_per_run": calls,
+            "runs": len(measured),
+            "answered_ok": calls * len(measured) - len(failures),
+            "failures": failures[:3],
+            "calls_per_s": round(statistics.median(calls / run["wall_s"] for run in measured), 2),
+            "p50_ms": round(1000 * statistics.median(run["p50_s"] for run in measured), 1),
+            "p95_ms": round(1000 * statistics.median(run["p95_s"] for run in measured), 1),
+            "page_fetches_per_run": fetches,
+            "fetches_equal_distinct_urls": all(f == len(pages.urls) for f in fetches),
+        }
+    base = summary[str(replica_counts[0])]["calls_per_s"]
+    for entry in summary.values():
+        entry["calls_per_s_ratio"] = round(entry["calls_per_s"] / base, 3)
     return {
         "query": BENCH_QUERY,
         "extractor": extractor,
+        "distinct_urls": len(pages.urls),
         "page_delay_s": page_delay,
         "cpu_count": os.cpu_count(),
-        "runs": runs,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "runs": summary,
     }
 
 
@@ -519,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--page-delay", type=float, default=0.2, help="seconds the page server waits per page"
     )
+    parser.add_argument("--repeats", type=int, default=3, help="runs per replica count, alternating")
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument(
         "--latency", type=float, default=0.1, help="seconds the chat server waits per request"
@@ -538,7 +560,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(REDIS_MISSING)
         counts = [int(c) for c in args.replicas.split(",") if c.strip()]
         report["replicas"] = replica_scaleout(
-            calls=args.calls, replica_counts=counts, extractor=args.extractor, page_delay=args.page_delay
+            calls=args.calls,
+            replica_counts=counts,
+            extractor=args.extractor,
+            page_delay=args.page_delay,
+            repeats=args.repeats,
         )
     text = json.dumps(report, indent=2)
     print(text)

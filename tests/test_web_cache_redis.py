@@ -152,6 +152,22 @@ async def test_fetchers_sharing_redis_fetch_a_page_once(redis: RedisServer, page
     assert redis.command("KEYS", LOCK_PREFIX + "*") == b"*0\r\n"  # the fill lock was released
 
 
+@needs_redis
+async def test_many_fetches_at_once_are_not_an_outage(
+    redis: RedisServer, pages: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More concurrent fetches than Redis connections a cache opens: they wait for one, and every
+    page is still fetched once (no fetcher takes its own pool limit for Redis being down)."""
+    caplog.set_level(logging.WARNING, logger="zi_isag_tool.web")
+    settings = _settings(cache_url=redis.url, max_concurrency=64, per_host_concurrency=64)
+    urls = [pages.url(f"/slow?n={i}") for i in range(40)]
+    async with Fetcher(settings) as a, Fetcher(settings) as b:
+        got = await asyncio.gather(*(f.fetch(url) for f in (a, b) for url in urls for _ in range(3)))
+    assert {p.status for p in got} == {"ok"}
+    assert [pages.hits(f"/slow?n={i}") for i in range(40)] == [1] * 40
+    assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
+
+
 async def test_disk_cache_fetches_a_page_once_per_process(pages: LocalServer, tmp_path: Path) -> None:
     before = pages.hits("/slow")
     async with Fetcher(_settings(cache_dir=tmp_path)) as fetcher:

@@ -8,7 +8,8 @@ gone, then read the cache. A lock whose holder died expires after ``lock_ttl`` s
 
 Redis being down or slow never fails a call: every command has a ``timeout``; a failure is logged once
 (and its recovery once), the cache is skipped for ``RETRY_AFTER_S`` seconds at a time, and the call
-fetches the page itself.
+fetches the page itself. At most ``MAX_COMMANDS`` commands are in flight per cache (a server with
+hundreds of pages in flight would otherwise run out of pooled connections and take that for an outage).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ KEY_PREFIX = "zi-isag:page:"
 LOCK_PREFIX = "zi-isag:page-lock:"
 RETRY_AFTER_S = 5.0
 """After a failure, Redis is left alone this long before the next try."""
+MAX_COMMANDS = 64
+"""Redis commands (so connections) in flight at once per cache; more wait for a slot, at most
+``timeout`` seconds, then count as a miss. A busy process is not a Redis that is down."""
 POLL_S = (0.02, 0.25)
 """First and longest pause between two looks at a fill lock held by another process."""
 
@@ -66,7 +70,9 @@ class RedisPageCache:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
+            max_connections=MAX_COMMANDS,
         )
+        self._slots = asyncio.Semaphore(MAX_COMMANDS)
         self.name = _describe(self._client)
         self._flights = LocalFlights()
         self._down_until: float | None = None
@@ -135,6 +141,13 @@ class RedisPageCache:
             _close(command)
             return None
         try:
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            _close(command)
+            logger.debug("page cache: no free Redis connection within %g s; counted as a miss", self._timeout)
+            return None
+        try:
             async with asyncio.timeout(self._timeout * 2):
                 result = await command
         except LockError:
@@ -142,6 +155,8 @@ class RedisPageCache:
         except _FAILURES as exc:
             self._failed(exc)
             return None
+        finally:
+            self._slots.release()
         if self._down_until is not None:
             self._down_until = None
             logger.warning("page cache: Redis at %s is back; fetched pages are shared again", self.name)

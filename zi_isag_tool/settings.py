@@ -74,7 +74,15 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Overall seconds per request attempt: connect, send, wait and read together."
     )
     openai_max_retries: int = Field(3, ge=0, le=10)
-    openai_concurrency: int = Field(8, ge=1, le=256)
+    openai_concurrency: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description=(
+            "Requests the openai extractor keeps in flight, all calls of the process together; a call's "
+            "windows go out as slots free up, none later than its extraction budget allows."
+        ),
+    )
     openai_max_response_bytes: int = Field(
         1_000_000, ge=1024, description="Cap on the bytes of one answer read; a longer answer fails its window."
     )

@@ -40,7 +40,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -276,7 +276,6 @@ class Replica:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:

@@ -3,6 +3,7 @@
     python -m mcp_server                                       # stdio (for MCP clients that spawn it)
     python -m mcp_server --transport http --port 8765          # streamable HTTP on 127.0.0.1:8765/mcp
     ZI_ISAG_MCP_TOKEN=... python -m mcp_server --transport http --host 0.0.0.0 --allowed-host my.host
+    python -m mcp_server --transport http --stateless          # replicas behind a load balancer
 
 Settings come from ``ZI_ISAG_*`` variables and ``TAVILY_API_KEY`` (an MCP client that spawns the
 server must list them in its ``env``). Local files are never read unless ``--allow-dir`` names
@@ -46,6 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="let web_extract read local files under DIR (off by default); repeatable",
     )
+    parser.add_argument(
+        "--stateless",
+        action="store_true",
+        default=None,
+        help="HTTP without sessions, so any replica behind a load balancer answers any request "
+        "(default: $ZI_ISAG_MCP_STATELESS or off); answers are JSON unless --no-json-response",
+    )
+    parser.add_argument(
+        "--json-response",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="answer each HTTP request with one JSON body; --no-json-response streams SSE, which carries "
+        "progress notifications (default: $ZI_ISAG_MCP_JSON_RESPONSE, else JSON when stateless)",
+    )
     parser.add_argument("--extractor", default=None, help="extractor backend (default: $ZI_ISAG_EXTRACTOR or ranker)")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -82,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if token and args.transport == "stdio":
         logging.getLogger(__name__).warning("--token applies to the HTTP transport only; ignored on stdio")
     try:
-        base = Settings(extractor=args.extractor) if args.extractor else Settings()
+        given = {"extractor": args.extractor, "mcp_stateless": args.stateless, "mcp_json_response": args.json_response}
+        base = Settings(**{name: value for name, value in given.items() if value is not None})
         settings = server_settings(base, args.allow_dir)
         # Build and load the extractor before serving, so a bad name or a missing model is one
         # clear error at start-up rather than a failed lifespan.
@@ -100,7 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             import uvicorn
 
-            app = http_app(server, host=args.host, port=args.port, allowed_hosts=args.allowed_host)
+            app = http_app(
+                server,
+                host=args.host,
+                port=args.port,
+                allowed_hosts=args.allowed_host,
+                stateless=settings.mcp_stateless,
+                json_response=settings.mcp_json_response,
+            )
             uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(), log_config=None)
     except (ZiIsagError, ValidationError) as exc:
         logging.getLogger(__name__).error("%s", exc)

@@ -303,9 +303,31 @@ def create_server(
 
 
 def http_app(
-    server: MCPServer[ServerState], *, host: str = "127.0.0.1", port: int = 8000, allowed_hosts: Sequence[str] = ()
+    server: MCPServer[ServerState],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    allowed_hosts: Sequence[str] = (),
+    stateless: bool = False,
+    json_response: bool | None = None,
 ) -> Starlette:
-    """The streamable HTTP ASGI app, with Host/Origin validation always on."""
+    """The streamable HTTP ASGI app, with Host/Origin validation always on.
+
+    ``stateless``: no sessions (no ``Mcp-Session-Id``, nothing kept between requests), so replicas
+    behind a load balancer need no sticky routing. ``json_response``: one JSON body per request
+    instead of an SSE stream, which drops the request's progress notifications; None means JSON when
+    stateless. Clients speaking the 2026-07-28 protocol send self-contained requests either way.
+    """
+    json_response = stateless if json_response is None else json_response
+    logger.info(
+        "streamable HTTP: %s, %s responses%s",
+        "stateless" if stateless else "with sessions",
+        "JSON" if json_response else "SSE",
+        " (no progress notifications)" if json_response else "",
+    )
     return server.streamable_http_app(
-        transport_security=transport_security(host, port, allowed_hosts), host=host
+        transport_security=transport_security(host, port, allowed_hosts),
+        host=host,
+        stateless_http=stateless,
+        json_response=json_response,
     )

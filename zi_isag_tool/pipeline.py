@@ -355,17 +355,15 @@ class Pipeline:
         counter = (extractor.token_counter if extractor else None) or default_counter()
         windows = await asyncio.to_thread(self._tag, documents, counter) if documents else []
 
-        selections: list[WindowSelection] = []
         await _report(progress, "extract", 0, len(windows))
-        budget = self.settings.extract_budget
         # Scorer backends rank across every document of the call: they get all windows at once.
         chunk = len(windows) if getattr(extractor, "ranks_whole_call", False) else self.settings.extract_chunk
-        with extraction_deadline(budget):
-            for part in _chunks_by_document(windows, max(chunk, 1)):
-                assert extractor is not None
-                # Chunks are the points where a cancelled call stops spending compute.
-                selections.extend(await _extract_within_budget(extractor, query, part, budget))
-                await _report(progress, "extract", len(selections), len(windows))
+        chunks = _chunks_by_document(windows, max(chunk, 1))
+        selections: list[WindowSelection] = []
+        if chunks:
+            assert extractor is not None
+            with extraction_deadline(self.settings.extract_budget):
+                selections = await _extract_chunks(extractor, query, chunks, self.settings.extract_budget, progress)
 
         passages, kept, left_out = assemble(
             documents,
@@ -449,6 +447,46 @@ def _distinct(documents: list[Document], statuses: list[SourceResult]) -> list[D
 _BUDGET_GRACE_S = 1.0
 """How long past the extraction deadline a backend may take to hand back what it has."""
 _WARNING_ERRORS = 3
+
+
+async def _extract_chunks(
+    extractor: Extractor,
+    query: str,
+    chunks: list[list[TaggedWindow]],
+    budget: float | None,
+    progress: ProgressCallback | None,
+) -> list[WindowSelection]:
+    """The selections of every chunk, in order.
+
+    Local backends get one chunk after another: a chunk is where a cancelled call stops spending
+    compute. A backend that waits on a server and bounds its own requests (``concurrent_chunks``,
+    the ``openai`` one) gets them all at once, so its windows are in flight together, never waiting
+    for the slowest window of the chunk before.
+    """
+    total = sum(len(part) for part in chunks)
+    done = 0
+
+    async def run(part: list[TaggedWindow]) -> list[WindowSelection]:
+        nonlocal done
+        selections = await _extract_within_budget(extractor, query, part, budget)
+        done += len(part)
+        await _report(progress, "extract", done, total)
+        return selections
+
+    if not getattr(extractor, "concurrent_chunks", False):
+        ordered: list[WindowSelection] = []
+        for part in chunks:
+            ordered.extend(await run(part))
+        return ordered
+    tasks = [asyncio.ensure_future(run(part)) for part in chunks]
+    try:
+        results = await asyncio.gather(*tasks)
+    finally:
+        # A failing chunk (or our cancellation) stops the others before their requests go out.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [selection for part in results for selection in part]
 
 
 async def _extract_within_budget(

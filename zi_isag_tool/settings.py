@@ -85,7 +85,15 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Overall seconds per request attempt: connect, send, wait and read together."
     )
     openai_max_retries: int = Field(3, ge=0, le=10)
-    openai_concurrency: int = Field(8, ge=1, le=256)
+    openai_concurrency: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description=(
+            "Requests the openai extractor keeps in flight, all calls of the process together; a call's "
+            "windows go out as slots free up, none later than its extraction budget allows."
+        ),
+    )
     openai_max_response_bytes: int = Field(
         1_000_000, ge=1024, description="Cap on the bytes of one answer read; a longer answer fails its window."
     )
@@ -178,7 +186,21 @@ class Settings(BaseSettings):
         description="Keep images (their alt text, where it carries words) and captions in the converted text.",
     )
     cache_dir: Path | None = Field(None, description="On-disk page cache; None disables it.")
-    cache_ttl: float = Field(3600.0, ge=0)
+    cache_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Shared page cache on Redis (redis://[:PASSWORD@]HOST:6379/0, rediss://..., unix:///PATH): "
+            "replicas pointing at one Redis fetch each page once. Takes the place of cache_dir. Secret: "
+            "the URL may carry a password."
+        ),
+    )
+    cache_ttl: float = Field(3600.0, ge=0, description="Seconds a cached page stays fresh.")
+    cache_max_entry_bytes: int = Field(
+        2_000_000, ge=1024, description="A page whose cache entry (JSON) would be larger is not cached."
+    )
+    cache_timeout: float = Field(
+        2.0, gt=0, description="Seconds one Redis command may take; a slower or absent Redis is skipped."
+    )
 
     # --- MCP server ----------------------------------------------------------------------------
     mcp_max_calls: int = Field(
@@ -186,6 +208,20 @@ class Settings(BaseSettings):
     )
     mcp_queue_timeout: float = Field(
         30.0, ge=0, description="Seconds a web_extract call waits for a free slot before a 'busy, retry' error."
+    )
+    mcp_stateless: bool = Field(
+        False,
+        description=(
+            "Streamable HTTP without sessions: every request stands alone, so any replica behind a load "
+            "balancer can answer it (no server-to-client requests, no cancellation of a running call)."
+        ),
+    )
+    mcp_json_response: bool | None = Field(
+        None,
+        description=(
+            "Answer each HTTP request with one JSON body instead of an SSE stream (progress notifications "
+            "are then dropped). None: JSON when stateless, SSE otherwise."
+        ),
     )
 
     @field_validator("fetch_proxy", "api_proxy")
@@ -196,6 +232,21 @@ class Settings(BaseSettings):
         value = value.strip()
         if not value.startswith(("http://", "https://")):
             raise ValueError("a proxy must be an http:// or https:// URL, e.g. http://proxy.internal:3128")
+        return value
+
+    @field_validator("cache_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or not str(value).strip():
+            return None
+        value = str(value).strip()
+        if not value.lower().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "cache_url must be a Redis URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://); "
+                "for a cache on disk set cache_dir instead"
+            )
         return value
 
     @field_validator("extractor")

@@ -4,8 +4,8 @@ Per page: URL guard (SSRF) on every redirect hop, optional robots.txt, a global 
 concurrency cap, connect/read timeouts and an overall deadline, a cap on *decoded* bytes (the body is
 decompressed here, in bounded steps, so a gzip bomb stops at the cap), then conversion to markdown or
 plain text in a worker process of the fetcher's ``ConversionPool`` (a crash or an overrun there costs
-that page only, and the deadline stops the conversion's CPU work). Converted pages can be kept in an
-on-disk cache.
+that page only, and the deadline stops the conversion's CPU work). Converted pages can be kept in a
+page cache (on disk, or on Redis shared by several replicas; see ``cache``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import httpx
 
 from ..errors import InputError
 from ..types import Link, SourceStatus
-from .cache import PageCache
+from .cache import open_page_cache
 from .convert import ConvertedPage, ConvertOptions, convert_file, markdown_title
 from .convert_pool import ConversionFailed, ConversionPool, PageConverter, PageJob, convert_page
 from .guard import (
@@ -161,7 +161,7 @@ class Fetcher:
         )
         self._global = asyncio.Semaphore(settings.max_concurrency)
         self._per_host = _HostSlots(settings.per_host_concurrency)
-        self._cache = PageCache(settings.cache_dir, settings.cache_ttl) if settings.cache_dir else None
+        self._cache = open_page_cache(settings)
         self._robots = (
             RobotsPolicy(self._get_robots, settings.user_agent) if settings.respect_robots else None
         )
@@ -179,6 +179,8 @@ class Fetcher:
             if self._robots is not None:
                 await self._robots.aclose()
             await self._client.aclose()
+            if self._cache is not None:
+                await self._cache.aclose()
         finally:
             if self._owns_pool:
                 await self._pool.aclose()
@@ -194,32 +196,26 @@ class Fetcher:
     async def fetch(self, url: str) -> FetchedPage:
         """Fetch and convert one page. Per-page problems become a status; only cancellation propagates."""
         try:
+            if self._cache is None:
+                return await self._download(url)
             cached = await self._cache_get(url)
             if cached is not None:
                 return cached
-            async with self._host_slot(url), self._global:
-                progress = _Progress()
-                try:
-                    async with asyncio.timeout(self.settings.fetch_timeout) as deadline:
-                        page = await self._fetch_page(url, deadline, progress)
-                except TimeoutError:
-                    if progress.converting:
-                        raise _Problem(
-                            "timeout",
-                            f"conversion did not finish within the {self.settings.fetch_timeout:g} s page "
-                            "deadline; stopped",
-                        ) from None
-                    raise _Problem(
-                        "timeout", f"no complete answer within the {self.settings.fetch_timeout:g} s deadline"
-                    ) from None
+            # Callers missing the same URL at once (here, or in every replica sharing a Redis cache)
+            # wait for one fetch and read its result from the cache.
+            async with self._cache.single_flight(url):
+                cached = await self._cache_get(url)
+                if cached is not None:
+                    return cached
+                page = await self._download(url)
+                await self._cache_put(page)
+                return page
         except _Problem as problem:
             logger.info("fetch %s: %s (%s)", url, problem.status, problem.message)
             return _failed(url, problem.status, problem.message)
         except Exception as exc:  # noqa: BLE001 - one page's bug must not stop the others
             logger.exception("unexpected error while fetching %s", url)
             return _failed(url, "error", f"unexpected error ({type(exc).__name__})")
-        await self._cache_put(page)
-        return page
 
     async def fetch_many(self, urls: Sequence[str], *, on_done: OnDone | None = None) -> list[FetchedPage]:
         """Fetch all ``urls`` concurrently; results in input order. Cancelling stops every fetch."""
@@ -266,6 +262,24 @@ class Fetcher:
         )
 
     # --- one page ----------------------------------------------------------------------------------
+
+    async def _download(self, url: str) -> FetchedPage:
+        """Fetch and convert ``url`` under the concurrency caps and the page deadline."""
+        async with self._host_slot(url), self._global:
+            progress = _Progress()
+            try:
+                async with asyncio.timeout(self.settings.fetch_timeout) as deadline:
+                    return await self._fetch_page(url, deadline, progress)
+            except TimeoutError:
+                if progress.converting:
+                    raise _Problem(
+                        "timeout",
+                        f"conversion did not finish within the {self.settings.fetch_timeout:g} s page "
+                        "deadline; stopped",
+                    ) from None
+                raise _Problem(
+                    "timeout", f"no complete answer within the {self.settings.fetch_timeout:g} s deadline"
+                ) from None
 
     async def _fetch_page(self, url: str, deadline: asyncio.Timeout, progress: _Progress) -> FetchedPage:
         async with self._open(url, check_robots=True) as (final_url, response):
@@ -393,7 +407,7 @@ class Fetcher:
     async def _cache_get(self, url: str) -> FetchedPage | None:
         if self._cache is None:
             return None
-        record = await asyncio.to_thread(self._cache.get, url)
+        record = await self._cache.get(url)
         if record is None:
             return None
         if record.get("private_allowed", True) and not self.settings.allow_private_networks:
@@ -425,7 +439,7 @@ class Fetcher:
         record["private_allowed"] = self.settings.allow_private_networks
         record["convert"] = _options_record(self._convert_options)
         record["links"] = [[link.url, link.text] for link in page.links]
-        await asyncio.to_thread(self._cache.put, page.url, record)
+        await self._cache.put(page.url, record)
 
 
 # --- module helpers ---------------------------------------------------------------------------------

@@ -44,12 +44,18 @@ def test_adjacent_tags_merge_across_windows_and_text_is_exact() -> None:
     assert kept == sum(default_counter().count(p.text) for p in passages)
 
 
-def test_scored_passages_rank_best_first_and_budget_keeps_best() -> None:
+def test_documents_by_relevance_passages_in_reading_order_and_budget_keeps_best() -> None:
     doc = Document("doc://a", TEXT, "A")
     windows = _windows(0, TEXT, per_window=5)
     sel = WindowSelection(tags=[1, 4], scores={1: 0.2, 4: 0.9})
     passages, _, _ = assemble([doc], windows, [sel], counter=default_counter())
-    assert [p.tags for p in passages] == [(4,), (1,)]
+    assert [p.tags for p in passages] == [(1,), (4,)]  # one page: as the page tells them
+    other = Document("doc://b", "Zeta six. Eta seven.", "B")
+    both = [*windows, *_windows(1, other.text, per_window=5)]
+    selections = [sel, WindowSelection(tags=[2], scores={2: 0.5})]
+    passages, _, _ = assemble([doc, other], both, selections, counter=default_counter())
+    # doc://a holds the best passage, so it comes first, its passages in reading order; then doc://b.
+    assert [(p.source, p.tags) for p in passages] == [("doc://a", (1,)), ("doc://a", (4,)), ("doc://b", (2,))]
     budget = default_counter().count("Delta four.")
     passages, kept, left_out = assemble([doc], windows, [sel], counter=default_counter(), max_tokens=budget)
     assert [p.tags for p in passages] == [(4,)] and kept <= budget

@@ -76,7 +76,7 @@ def _settings(**overrides: object) -> Settings:
         "max_page_bytes": 3_000_000,
         "per_host_concurrency": 16,
         "convert_workers": 2,
-        "extractor": "bm25",
+        "extractor": "full",  # every page that converts gives passages, whatever the selection rule
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]

@@ -93,7 +93,7 @@ async def test_fifty_concurrent_calls_all_answered(port: int, pages: PageServer)
         data = result.structured_content
         assert data["query"] == query
         assert [s["status"] for s in data["sources"]] == ["ok"] * 3
-        # Passages come best first: the best one must be from this question's own page.
+        # Documents come by relevance: the first passage must be from this question's own page.
         assert data["passages"] and page in data["passages"][0]["source"]
 
 

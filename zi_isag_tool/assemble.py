@@ -88,16 +88,20 @@ def assemble(
 ) -> Assembled:
     """Return ``(passages, kept_tokens, left_out)``.
 
-    Passages come best first when the extractor scored its tags, otherwise in reading order (source
-    rank, then position). Under ``max_tokens`` the best passages are kept first; a passage that does
-    not fit whole is cut back to its leading segments that do fit (still exact source text). Each
-    passage the budget dropped or cut counts in ``left_out`` (``max_passages`` is a choice, not a loss,
-    and does not count).
+    Which passages: when the extractor scored its tags, the best are kept first under ``max_tokens``
+    and ``max_passages``; otherwise reading order decides (source rank, then position). A passage that
+    does not fit whole is cut back to its leading segments that do fit (still exact source text).
+    Each passage the budget dropped or cut counts in ``left_out`` (``max_passages`` is a choice, not a
+    loss, and does not count).
+
+    In what order: documents by relevance (their best passage first), and within a document in
+    reading order, so that an agent reads each page's passages as the page tells them.
     """
     runs = _selected_runs(windows, selections)
     if any(run.score is not None for run in runs):
         runs.sort(key=lambda r: (-(r.score if r.score is not None else float("-inf")), r.order))
     passages: list[Passage] = []
+    documents_of: list[int] = []
     returned: set[tuple[str, ...]] = set()
     kept = 0
     left_out = 0
@@ -119,8 +123,18 @@ def assemble(
             if passage is None:
                 continue
         passages.append(passage)
+        documents_of.append(run.document_index)
         kept += tokens
-    return Assembled(passages, kept, left_out)
+    return Assembled(_reading_order(passages, documents_of), kept, left_out)
+
+
+def _reading_order(passages: list[Passage], documents_of: list[int]) -> list[Passage]:
+    """Documents in the order their first passage came (best first), each document's passages by offset."""
+    rank: dict[int, int] = {}
+    for document in documents_of:
+        rank.setdefault(document, len(rank))
+    order = sorted(range(len(passages)), key=lambda i: (rank[documents_of[i]], passages[i].start))
+    return [passages[i] for i in order]
 
 
 def _fit_prefix(doc: Document, run: _Run, counter: TokenCounter, budget: int) -> tuple[Passage | None, int]:

@@ -176,3 +176,20 @@ def test_bad_options_are_config_errors() -> None:
         SearXNGSearch("http://127.0.0.1:8888", safesearch=3)
     with pytest.raises(ValueError, match="http"):
         Settings(searxng_url="127.0.0.1:8888")  # type: ignore[call-arg]
+
+
+async def test_environment_proxies_are_ignored_and_an_explicit_one_is_used(
+    searxng: tuple[LocalServer, SearXNGStub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, dead)  # a proxy that is not there: using it would fail the search
+    server, stub = searxng
+    assert await SearXNGSearch(server.url("")).search("anything", max_results=5)
+    # api_proxy: a forward proxy on 127.0.0.1 receives the request (absolute URI) and answers it.
+    with LocalServer({"http://searx.test/search": stub.route}) as proxy:
+        settings = Settings(_env_file=None, searxng_url="http://searx.test", api_proxy=proxy.url(""))  # type: ignore[call-arg]
+        found = await SearXNGSearch.from_settings(settings).search("through a proxy", max_results=5)
+    assert found and [path.split("?")[0] for _, path, _ in proxy.requests] == ["http://searx.test/search"]

@@ -65,6 +65,7 @@ class SearXNGSearch:
         max_retries: int = 2,
         retry_backoff: float = 0.5,
         user_agent: str | None = None,
+        proxy: str | None = None,
     ) -> None:
         if not base_url or not base_url.strip():
             raise SearchNotConfiguredError(MISSING_URL_MESSAGE)
@@ -83,6 +84,7 @@ class SearXNGSearch:
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self.user_agent = user_agent
+        self.proxy = proxy
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearXNGSearch:
@@ -95,6 +97,7 @@ class SearXNGSearch:
             safesearch=settings.searxng_safesearch,
             timeout=settings.searxng_timeout,
             user_agent=settings.user_agent,
+            proxy=settings.api_proxy,
         )
 
     def __repr__(self) -> str:
@@ -131,8 +134,10 @@ class SearXNGSearch:
             headers["User-Agent"] = self.user_agent
         try:
             async with asyncio.timeout(self.timeout):
+                # The environment's HTTP(S)_PROXY is never picked up silently; a proxy is ``api_proxy``.
                 async with httpx.AsyncClient(
-                    timeout=self.timeout, headers=headers, follow_redirects=True, max_redirects=3
+                    timeout=self.timeout, headers=headers, follow_redirects=True, max_redirects=3,
+                    trust_env=False, proxy=self.proxy,
                 ) as client:
                     async with client.stream("GET", self.endpoint, params=self.params(query)) as response:
                         self._check_status(response.status_code, response)

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .call import has_words
+
 __all__ = ["STOPWORDS", "tokenize", "bm25_scores"]
 
-_HAS_WORD = re.compile(r"\w")
 
 # Han, kana, Hangul: no spaces between words, so these runs are indexed as character bigrams.
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -56,7 +57,7 @@ def bm25_scores(query: str, texts: Sequence[str], *, k1: float = 1.2, b: float =
     """
     scores = np.full(len(texts), np.nan, dtype=np.float64)
     terms = sorted(set(tokenize(query)))
-    live = [i for i, t in enumerate(texts) if _HAS_WORD.search(t)]
+    live = [i for i, t in enumerate(texts) if has_words(t)]
     if not live:
         return scores
     if not terms:

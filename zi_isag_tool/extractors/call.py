@@ -18,13 +18,18 @@ import numpy as np
 
 from ..types import TaggedWindow
 
-__all__ = ["CallSegments", "heading_text", "CONTEXT_KINDS"]
+__all__ = ["CallSegments", "heading_text", "has_words", "CONTEXT_KINDS"]
 
 CONTEXT_KINDS = frozenset({"heading"})
 """Segment kinds that label what follows them (context, never candidates)."""
 _NEVER_CANDIDATES = frozenset({"heading", "blank", "other"})
 _HAS_WORD = re.compile(r"\w")
 _HEADING_MARKS = re.compile(r"^\s{0,3}#{1,6}\s*|\s+#+\s*$")
+
+
+def has_words(text: str) -> bool:
+    """Whether a segment carries words at all (blank lines and rules are never scored nor selected)."""
+    return _HAS_WORD.search(text) is not None
 
 
 def heading_text(text: str) -> str:
@@ -68,7 +73,7 @@ class CallSegments:
         document = np.repeat(np.array([w.document_index for w in windows], dtype=np.int64), [w.n_tags for w in windows])
         kinds = [s.kind for w in windows for s in w.segments]
         candidate = np.array(
-            [k not in _NEVER_CANDIDATES and bool(_HAS_WORD.search(t)) for k, t in zip(kinds, texts, strict=True)],
+            [k not in _NEVER_CANDIDATES and has_words(t) for k, t in zip(kinds, texts, strict=True)],
             dtype=bool,
         )
         title = [w.title for w in windows for _ in range(w.n_tags)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..errors import ExtractorError
 from ..tokens import HFTokenCounter, TokenCounter
-from .call import CallSegments
+from .call import CallSegments, has_words
 from .rules import EMBEDDING_RULE
 from .scorer import DEFAULT_SHORTLIST, ScorerExtractor, lexical_scores, shortlist
 from .selection import SelectionRule
@@ -40,7 +39,6 @@ keeps each window's tagged text (and its accounting record) a readable size."""
 CHUNK_TOKENS = 64
 """Chunk size for segments over the model's limit (stride: half of it)."""
 
-_HAS_WORD = re.compile(r"\w")
 
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
@@ -190,7 +188,7 @@ class EmbeddingExtractor(ScorerExtractor):
 
     def encode_segments(self, texts: Sequence[str]) -> SegmentVectors:
         """Unit vectors of every chunk of every segment with words (identical chunks encoded once)."""
-        live = [i for i, t in enumerate(texts) if _HAS_WORD.search(t)]
+        live = [i for i, t in enumerate(texts) if has_words(t)]
         chunked = self._chunks([texts[i].strip() for i in live]) if live else []
         unique: dict[str, int] = {}
         rows: list[int] = []

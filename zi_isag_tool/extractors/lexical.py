@@ -5,7 +5,6 @@ They have no tokenizer of their own, so their token accounting uses o200k_base, 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,7 @@ import numpy as np
 from ..tokens import default_counter
 from ..types import TaggedWindow, WindowSelection
 from .base import SyncExtractor
-from .call import CallSegments
+from .call import CallSegments, has_words
 from .rules import BM25_RULE
 from .scorer import ScorerExtractor, lexical_scores
 from .selection import SelectionRule, build_selection
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 DEFAULT_WINDOW_TOKENS = 2048
-_HAS_WORD = re.compile(r"\w")
 
 class BM25Extractor(ScorerExtractor):
     """Okapi BM25 of each candidate in its context (title and heading), kept by ``BM25_RULE``."""
@@ -83,7 +81,7 @@ class LeadExtractor(SyncExtractor):
         for pos, w in enumerate(windows):
             chosen: dict[int, float] = {}
             if pos in leads:
-                tags = [i + 1 for i, t in enumerate(w.plain_texts) if _HAS_WORD.search(t)][: self.n_tags]
+                tags = [i + 1 for i, t in enumerate(w.plain_texts) if has_words(t)][: self.n_tags]
                 # Earlier is better: the score falls with position.
                 chosen = {tag: 1.0 / rank for rank, tag in enumerate(tags, start=1)}
             out.append(build_selection(query, w, chosen, counter, query_tokens=q))

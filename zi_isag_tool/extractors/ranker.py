@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +25,6 @@ from .embedding import EmbeddingExtractor
 from .features import FEATURE_NAMES, Signals, ranker_features
 from .scorer import DEFAULT_SHORTLIST, lexical_scores, shortlist
 from .selection import SelectionRule
-
-if TYPE_CHECKING:
-    from ..settings import Settings
 
 __all__ = ["Layer", "RankerModel", "RankerExtractor", "MODEL_FILE"]
 
@@ -174,15 +171,6 @@ class RankerExtractor(EmbeddingExtractor):
             neighbours=neighbours,
             shortlist_size=shortlist_size,
             batch_size=batch_size,
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RankerExtractor:
-        return cls(
-            device=settings.device,
-            window_tokens=settings.window_tokens,
-            neighbours=settings.neighbours,
-            shortlist_size=settings.shortlist,
         )
 
     def signals(self, query: str, call: CallSegments) -> Signals:

@@ -75,7 +75,6 @@ GRID_MARGIN = (0.05, 0.1, 0.2, 0.3, 0.5, math.inf)
 GRID_BUDGET = (2, 3, 4, 5, 6, 8)
 GRID_PER_DOCUMENT = (2, 3, 4)
 GRID_HYBRID_WEIGHT = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-GRID_C = (0.1, 1.0, 10.0)
 
 
 @dataclass

@@ -107,15 +107,16 @@ def cold_start(extractor: str, query: str, pages: Sequence[Document]) -> float:
 
 
 def padded_hotpotqa(pad: int, seed: int = 0) -> list[EvalItem]:
-    """The bundled HotpotQA items as pages, each with ``pad`` paragraphs of other items added."""
-    positives = load_hotpotqa(HOTPOTQA_DEV_SAMPLE, negatives_share=0.2, seed=seed, layout="pages")
+    """The bundled HotpotQA items (and their no-answer twins) as pages, each with ``pad`` paragraphs
+    of other items added."""
+    items = load_hotpotqa(HOTPOTQA_DEV_SAMPLE, negatives_share=0.2, seed=seed, layout="pages")
     pool: list[tuple[str, tuple[str, ...]]] = []
-    for item in positives:
+    for item in items:
         for title, first, last in item.document_parts():
             pool.append((title, item.texts[first:last] if item.texts else ()))
     rng = random.Random(f"pad:{seed}")
     out: list[EvalItem] = []
-    for item in positives:
+    for item in items:
         own = {t for t, _, _ in item.document_parts()}
         extra = [p for p in rng.sample(pool, min(len(pool), pad * 2)) if p[0] not in own][:pad]
         texts = tuple(item.texts or ()) + tuple(t for _, ts in extra for t in ts)
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     query, needles, pages = long_pages(bench)
     shortlisted = Pipeline(extractor=args.extractor)
     everything = Pipeline(extractor=args.extractor, shortlist=None)
-    latency = {
+    latency: dict[str, Any] = {
         "shortlist": time_calls(shortlisted, query, pages, needles, args.repeats),
         "no_shortlist": time_calls(everything, query, pages, needles, args.repeats),
     }
@@ -153,9 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     latency["cold_start_cli_seconds"] = cold_start(args.extractor, query, pages)
 
     hotpot = padded_hotpotqa(args.pad)
-    needles = load_needlebench(None, n=args.needle_items, lengths=(8000, 12000), split="eval", seed=7)
+    long_needles = load_needlebench(None, n=args.needle_items, lengths=(8000, 12000), split="eval", seed=7)
     cost: dict[str, Any] = {}
-    for name, items in (("hotpotqa_padded", hotpot), ("needlebench_8k_12k", needles)):
+    for name, items in (("hotpotqa_padded", hotpot), ("needlebench_8k_12k", long_needles)):
         with_list = shortlist_cost(args.extractor, items, Settings().shortlist)
         without = shortlist_cost(args.extractor, items, None)
         cost[name] = {

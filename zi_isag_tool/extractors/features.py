@@ -17,6 +17,9 @@ question together. The features combine, per shortlisted candidate:
   question is a page the first one names);
 - the candidate's rank in the call by each score, the size of its section and its own length.
 
+No feature is a statistic of the shortlist as a whole (a mean, a spread): the model scores long pages
+through the shortlist and short ones whole, and must read a sentence the same way in both.
+
 The training code (``evals.calibrate``) computes them with this same function, so what the model
 was fitted on is what it sees at run time.
 """
@@ -52,7 +55,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "previous",
     "next",
     "named_by_best_sections",
-    "z_score",
     "rank",
     "lexical_rank",
     "section_size",
@@ -123,7 +125,6 @@ def ranker_features(query: str, call: CallSegments, signals: Signals) -> np.ndar
         section_best[mask] = cos_context[mask].max()
         section_lexical_best[mask] = lexical_context[mask].max()
         strength[section] = float(cos_context[mask].max() + 0.5 * lexical_context[mask].max())
-    counts = {int(s): int(c) for s, c in zip(*np.unique(sections, return_counts=True), strict=True)}
     ranked = sorted(strength, key=lambda s: -strength[s])
     rank_of = {s: r for r, s in enumerate(ranked)}
     rank = np.array([rank_of[int(s)] for s in sections])
@@ -145,10 +146,11 @@ def ranker_features(query: str, call: CallSegments, signals: Signals) -> np.ndar
             for s in sections
         ]
     )
-    section_size = np.log1p(np.array([counts[int(s)] for s in sections], dtype=np.float64))
+    # Over every candidate of the section, not only the shortlisted ones: the same page gives the same
+    # value however much of it the shortlist kept.
+    sizes = np.bincount(call.section[call.candidate], minlength=int(call.section.max()) + 1)
+    section_size = np.log1p(np.array([sizes[int(s)] for s in sections], dtype=np.float64))
     length = np.log1p(np.array([len(call.texts[int(i)].strip()) for i in live], dtype=np.float64))
-    spread = float(cos_context.std())
-    z_score = (cos_context - float(cos_context.mean())) / spread if spread > 0 else np.zeros(n)
 
     return np.column_stack(
         [
@@ -170,7 +172,6 @@ def ranker_features(query: str, call: CallSegments, signals: Signals) -> np.ndar
             previous,
             nxt,
             named_by_best,
-            z_score,
             _inverse_rank(cos_context),
             _inverse_rank(lexical_context),
             section_size,

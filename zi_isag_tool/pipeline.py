@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._blocking import run_blocking
 from .assemble import assemble
 from .duplicates import duplicates
 from .errors import InputError
@@ -108,11 +109,11 @@ class Pipeline:
     # --- public API --------------------------------------------------------------------------
     def run(self, query: str, sources: Sequence[str] | None = None, **kwargs: Any) -> Result:
         """Synchronous ``arun``; safe to call from inside a running event loop (uses a worker thread)."""
-        return _run_sync(self.arun(query, sources, **kwargs))
+        return run_blocking(self.arun(query, sources, **kwargs))
 
     def extract_documents(self, query: str, documents: Sequence[Document], **kwargs: Any) -> Result:
         """Synchronous ``aextract_documents``."""
-        return _run_sync(self.aextract_documents(query, documents, **kwargs))
+        return run_blocking(self.aextract_documents(query, documents, **kwargs))
 
     async def arun(
         self,
@@ -565,25 +566,3 @@ def _chunks_by_document(windows: list[TaggedWindow], size: int) -> list[list[Tag
 
 def _message(error: Exception) -> str:
     return str(error) or type(error).__name__
-
-
-def _run_sync(coro: Awaitable[Result]) -> Result:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    # Called from inside an event loop (Jupyter, an async app): run on a private loop in a thread.
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(coro)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="zi-isag-run", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]

@@ -45,13 +45,14 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
 
+from .._blocking import run_blocking
 from ..errors import ConfigError, ExtractorError
 from ..parser import parse_tags
 from ..tokens import TokenCounter, default_counter
@@ -72,8 +73,6 @@ _ERROR_BODY_BYTES = 16_384
 """An error answer is read up to this many bytes, for its message."""
 _TEMPLATE_TOKENS = 256
 """Tokens a chat template may add to a prompt: a ``usage.prompt_tokens`` above bytes + this is not real."""
-
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -234,7 +233,7 @@ class OpenAIExtractor(SyncExtractor):
         """Blocking ``aextract`` (on a private event loop; in a helper thread if this one runs a loop)."""
         if not windows:
             return []
-        return _run_blocking(self.aextract(query, windows))
+        return run_blocking(self.aextract(query, windows), thread_name="zi-isag-openai")
 
     async def aextract(self, query: str, windows: Sequence[TaggedWindow]) -> list[WindowSelection]:
         if not windows:
@@ -511,28 +510,6 @@ async def _read_capped(resp: httpx.Response, cap: int) -> tuple[bytes, bool]:
             return b"", True
         chunks.append(chunk)
     return b"".join(chunks), False
-
-
-def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to the end from synchronous code, even when this thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(coro)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="zi-isag-openai", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]  # type: ignore[no-any-return]
 
 
 async def _acquire_within(slots: asyncio.Semaphore, seconds: float | None) -> bool:

@@ -7,13 +7,15 @@
    baseline, timed in the same process, is the model scoring every candidate (no shortlist), which
    is what the ``embedding`` default did before the shortlist. Reported: seconds per call and their
    ratio. The CLI's cold start (``zi-isag extract`` over the three pages as files, a new process
-   loading the model) is timed too.
+   loading the model) is timed too. Then the same call over 1, 3 and 6 such pages (``--scan``), to
+   show how latency grows with page size: with the shortlist only the cheap lexical pass grows;
+   without it (timed up to 3 pages) the model's encoding grows with every candidate.
 2. **Accuracy cost of the shortlist.** Tag F1 / negative EM with the shortlist and without it on
    (a) the bundled HotpotQA sample as pages, each item padded with paragraphs of other items so
    that a call holds several hundred candidates (more than the shortlist), and (b) NeedleBench
    ``eval`` items of 8k-12k tokens. The target is a loss of at most 0.01 F1.
 
-Run: ``python -m evals.bench_selection [--extractor ranker] [--repeats 3] [--pad 60] [--out DIR]``
+Run: ``python -m evals.bench_selection [--extractor ranker] [--repeats 3] [--pad 60] [--scan 1 3 6] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def long_pages(
     bench: NeedleBench, n_pages: int = 3, page_tokens: int = PAGE_TOKENS
 ) -> tuple[str, list[str], list[Document]]:
     """``(query, needles, pages)``: essays under ``## title`` headings, about ``page_tokens`` each;
-    the second page holds NeedleBench's largest needle set of at most five needles, from 20% deep."""
+    the second page (the only one, when there is one) holds NeedleBench's largest needle set of at most
+    five needles, from 20% deep."""
     counter = default_counter()
     essays = bench.essays
     titles = [f"Essay {i + 1}" for i in range(len(essays))]
@@ -65,8 +68,9 @@ def long_pages(
             k += 1
         pages.append(Document(f"volume-{p + 1}.md", "\n".join(parts), f"Collected essays, volume {p + 1}"))
     needle_set = max(bench.needle_sets, key=lambda s: len(s.needles) if len(s.needles) <= 5 else 0)
-    text, spans = insert_needles(pages[1].text, list(needle_set.needles), spread_depths(20.0, len(needle_set.needles)))
-    pages[1] = replace(pages[1], text=text)
+    target = min(1, n_pages - 1)
+    text, spans = insert_needles(pages[target].text, list(needle_set.needles), spread_depths(20.0, len(needle_set.needles)))
+    pages[target] = replace(pages[target], text=text)
     return needle_set.request, [text[a:b] for a, b in spans], pages
 
 
@@ -139,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pad", type=int, default=60, help="paragraphs of other items added to each HotpotQA item")
     ap.add_argument("--needle-items", type=int, default=60)
+    ap.add_argument("--scan", type=int, nargs="*", default=[1, 3, 6], help="page counts of the latency scan")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-selection"))
     args = ap.parse_args(argv)
 
@@ -152,6 +157,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     latency["speedup"] = round(latency["no_shortlist"]["seconds"] / latency["shortlist"]["seconds"], 2)
     latency["cold_start_cli_seconds"] = cold_start(args.extractor, query, pages)
+    by_pages: dict[str, Any] = {}
+    for n_pages in args.scan:
+        if n_pages == len(pages):  # the call timed above
+            by_pages[str(n_pages)] = {"shortlist": latency["shortlist"], "no_shortlist": latency["no_shortlist"]}
+            continue
+        scan_query, scan_needles, scan_pages = long_pages(bench, n_pages)
+        row = {"shortlist": time_calls(shortlisted, scan_query, scan_pages, scan_needles, args.repeats)}
+        if n_pages <= 3:
+            row["no_shortlist"] = time_calls(everything, scan_query, scan_pages, scan_needles, args.repeats)
+        by_pages[str(n_pages)] = row
+    latency["by_pages"] = by_pages
 
     hotpot = padded_hotpotqa(args.pad)
     long_needles = load_needlebench(None, n=args.needle_items, lengths=(8000, 12000), split="eval", seed=7)

@@ -15,8 +15,11 @@ What is fitted, on the real code path (``tag_item`` -> ``CallSegments`` -> ``Ran
 2. each backend's ``SelectionRule`` (the ranker on its probability, ``embedding`` on the cosine in
    context, ``bm25`` on BM25 in context, ``hybrid`` on their weighted sum, its weight too): a grid
    search maximising mean tag F1 over positive items plus ``--negative-weight`` times the negative
-   exact match, with at most ``--max-kept`` of the content tokens kept. Selection is simulated with
-   the real ``select_call`` and ``with_neighbours``.
+   exact match, with at most ``--max-kept`` of the content tokens kept. Each training source (each
+   ``--data`` file, the needle items) counts equally in the objective and each keeps under the cap:
+   pooled by item, 2,000 multi-hop questions (at most two answer sentences per page) would drown the
+   100 needle items, and the rule would learn a per-page bound that cuts pages answering three or
+   five times. Selection is simulated with the real ``select_call`` and ``with_neighbours``.
 
 Feature rows are cached per item under ``--cache`` (the encoder is the slow part).
 
@@ -73,7 +76,7 @@ GRID_FLOOR = {
 }
 GRID_MARGIN = (0.05, 0.1, 0.2, 0.3, 0.5, math.inf)
 GRID_BUDGET = (2, 3, 4, 5, 6, 8)
-GRID_PER_DOCUMENT = (2, 3, 4)
+GRID_PER_DOCUMENT = (2, 3, 4, 5)
 GRID_HYBRID_WEIGHT = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
@@ -345,7 +348,8 @@ def fit_rule(
     best_of = [float(np.nanmax(s[ex.call.candidate])) if np.any(ex.call.candidate & ~np.isnan(s)) else -math.inf
                for ex, s in zip(examples, scores, strict=True)]
     positive = np.array([not ex.negative for ex in examples])
-    content = sum(ex.content_tokens for ex in examples)
+    sources = [np.array([ex.source == name for ex in examples]) for name in sorted({ex.source for ex in examples})]
+    content = np.array([ex.content_tokens for ex in examples], dtype=float)
     best: Outcome | None = None
     for min_score, margin, budget, per_document in itertools.product(
         GRID_MIN_SCORE[name], GRID_MARGIN, GRID_BUDGET, GRID_PER_DOCUMENT
@@ -364,19 +368,32 @@ def fit_rule(
                 f1[k] = _item_f1(ex, chosen)
         for floor in GRID_FLOOR[name]:
             passes = np.array([b >= floor for b in best_of])
-            mean_f1 = float((f1 * passes)[positive].mean()) if positive.any() else 0.0
-            em = float((~passes | empty)[~positive].mean()) if (~positive).any() else 1.0
-            ratio = float((kept * passes).sum() / content) if content else 0.0
-            if ratio > max_kept:
+            per_source = [_source_outcome(f1, kept, content, passes, empty, positive & m, ~positive & m)
+                          for m in sources]
+            if max(ratio for _, _, ratio in per_source) > max_kept:
                 continue
-            objective = mean_f1 + negative_weight * em
+            objective = float(np.mean([f + negative_weight * e for f, e, _ in per_source]))
             if best is None or objective > best.objective + 1e-9:
                 full = SelectionRule(floor=float(floor), min_score=min_score, margin=margin, budget=budget,
                                      per_document=per_document)
-                best = Outcome(mean_f1, em, ratio, objective, full)
+                mean_f1 = float((f1 * passes)[positive].mean()) if positive.any() else 0.0
+                em = float((~passes | empty)[~positive].mean()) if (~positive).any() else 1.0
+                best = Outcome(mean_f1, em, float((kept * passes).sum() / content.sum()), objective, full)
     if best is None:
         raise InputError(f"no {name} rule keeps under {max_kept:.0%} of the content tokens")
     return best
+
+
+def _source_outcome(
+    f1: np.ndarray, kept: np.ndarray, content: np.ndarray, passes: np.ndarray, empty: np.ndarray,
+    positives: np.ndarray, negatives: np.ndarray,
+) -> tuple[float, float, float]:
+    """(mean F1, negative EM, kept/content) of one training source under a floor's ``passes``."""
+    mean_f1 = float((f1 * passes)[positives].mean()) if positives.any() else 0.0
+    em = float((~passes | empty)[negatives].mean()) if negatives.any() else 1.0
+    own = positives | negatives
+    total = float(content[own].sum())
+    return mean_f1, em, float((kept * passes)[own].sum() / total) if total else 0.0
 
 
 # --- report -----------------------------------------------------------------------------------------
@@ -445,8 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"Command: `python -m evals.calibrate {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
              f"Training items: {len(train)} ({', '.join(f'{k}: {len(v)}' for k, v in _by_source(train).items())}); "
              f"held out: {len(held)} ({', '.join(f'{k}: {len(v)}' for k, v in _by_source(held).items())}). "
-             f"Objective: mean tag F1 + {args.negative_weight} x negative EM, kept <= {args.max_kept:.0%} of the "
-             f"content tokens; neighbour rule {'on' if neighbours else 'off'}.", "",
+             f"Objective: mean tag F1 + {args.negative_weight} x negative EM, averaged over the training sources, "
+             f"each keeping <= {args.max_kept:.0%} of its content tokens; neighbour rule {'on' if neighbours else 'off'}.", "",
              f"Ranker: {model.info['members']} networks of {model.info['hidden']} hidden units, probabilities "
              f"averaged, over {len(model.features)} features ({', '.join(model.features)}); fitted on "
              f"{model.info['rows']} candidate rows ({model.info['positive_rows']} gold). Grouped 5-fold "

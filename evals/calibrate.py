@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from zi_isag_tool.datasets.needlebench import NeedleBench, Split
 from zi_isag_tool.errors import InputError
 from zi_isag_tool.extractors.call import CallSegments
 from zi_isag_tool.extractors.features import FEATURE_NAMES, Signals, ranker_features
@@ -56,7 +57,7 @@ from zi_isag_tool.extractors.ranker import Layer, RankerExtractor, RankerModel
 from zi_isag_tool.extractors.selection import SelectionRule, select_call, with_neighbours
 from zi_isag_tool.tokens import TokenCounter
 
-from .loaders import EvalItem, default_data_path, load_hotpotqa, load_needlebench
+from .loaders import EvalItem, default_data_path, from_needle_item, load_hotpotqa
 from .suites import tag_item
 
 logger = logging.getLogger("evals.calibrate")
@@ -118,7 +119,15 @@ def held_out_questions() -> set[str]:
     return {_question_key(it.query) for it in load_hotpotqa(path, negatives_share=0.0)}
 
 
-def training_items(paths: Sequence[Path], needle_items: int, negatives_share: float) -> list[tuple[str, EvalItem]]:
+def needle_grid(split: Split, negatives_share: float, seed: int) -> list[EvalItem]:
+    """NeedleBench items built as the ``needle`` suite builds them — every (length, depth) cell with
+    the single needles, the needle sets and two multi-hop items — so that single, multi-needle and
+    multi-hop items weigh in the fit as they do in the suite (a uniform sample is mostly multi-hop)."""
+    grid = NeedleBench().grid(split=split, negatives_share=negatives_share, seed=seed)
+    return [from_needle_item(it) for it in grid]
+
+
+def training_items(paths: Sequence[Path], needles: bool, negatives_share: float) -> list[tuple[str, EvalItem]]:
     refused = held_out_questions()
     items: list[tuple[str, EvalItem]] = []
     for path in paths:
@@ -127,20 +136,19 @@ def training_items(paths: Sequence[Path], needle_items: int, negatives_share: fl
         if len(kept) < len(loaded):
             logger.warning("%s: %d items share a question with the evaluation sample; left out", path, len(loaded) - len(kept))
         items += [(path.stem, it) for it in kept]
-    if needle_items:
-        needles = load_needlebench(None, n=needle_items, split="calib", negatives_share=negatives_share, seed=SEED)
-        items += [("needlebench-calib", it) for it in needles]
+    if needles:
+        items += [("needlebench-calib", it) for it in needle_grid("calib", negatives_share, SEED)]
     return items
 
 
-def held_out_items(needle_items: int, negatives_share: float) -> list[tuple[str, EvalItem]]:
+def held_out_items(negatives_share: float) -> list[tuple[str, EvalItem]]:
+    """The bundled HotpotQA sample (with negatives) and the ``needle`` suite's own items (the ``eval``
+    split, seed 0), with negatives added."""
     path = default_data_path("hotpotqa")
     items: list[tuple[str, EvalItem]] = []
     if path is not None and path.exists():
         items += [("hotpotqa-eval", it) for it in load_hotpotqa(path, negatives_share=negatives_share, seed=0)]
-    if needle_items:
-        needles = load_needlebench(None, n=needle_items, split="eval", negatives_share=negatives_share, seed=SEED + 1)
-        items += [("needlebench-eval", it) for it in needles]
+    items += [("needlebench-eval", it) for it in needle_grid("eval", negatives_share, 0)]
     return items
 
 
@@ -416,8 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, action="append", required=True,
                     help="training items in the HotpotQA distractor shape (dev items only); repeatable")
-    ap.add_argument("--needle-items", type=int, default=150, help="NeedleBench calib items (default 150)")
-    ap.add_argument("--held-out-needles", type=int, default=150, help="NeedleBench eval items reported (default 150)")
+    ap.add_argument("--no-needles", action="store_true",
+                    help="train without NeedleBench's calib split (by default its grid, as the needle suite builds it)")
     ap.add_argument("--negatives", type=float, default=0.25, help="share of no-answer items (default 0.25)")
     ap.add_argument("--negative-weight", type=float, default=0.2,
                     help="weight of negative exact match against mean F1 in the objective (default 0.2)")
@@ -432,8 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     extractor = _RememberingRanker(model=RankerModel.untrained(), shortlist_size=256)
     counter = extractor.token_counter
-    train = featurize(training_items(args.data, args.needle_items, args.negatives), extractor, counter, args.cache)
-    held = featurize(held_out_items(args.held_out_needles, 0.2), extractor, counter, args.cache)
+    train = featurize(training_items(args.data, not args.no_needles, args.negatives), extractor, counter, args.cache)
+    held = featurize(held_out_items(0.2), extractor, counter, args.cache)
     logger.info("%d training items, %d held-out items", len(train), len(held))
 
     model, losses = fit_ranker(train, FEATURE_NAMES)

@@ -18,14 +18,15 @@ What is fitted, on the real code path (``tag_item`` -> ``CallSegments`` -> ``Ran
    exact match, with at most ``--max-kept`` of the content tokens kept. Each training source (each
    ``--data`` file, the needle items) counts equally in the objective and each keeps under the cap:
    pooled by item, 2,000 multi-hop questions (at most two answer sentences per page) would drown the
-   100 needle items, and the rule would learn a per-page bound that cuts pages answering three or
-   five times. Selection is simulated with the real ``select_call`` and ``with_neighbours``.
+   few hundred needle items, and the rule would learn a per-page bound that cuts pages answering
+   three or five times. Files given one ``NAME=`` are one source. Selection is simulated with the real ``select_call`` and ``with_neighbours``.
 
 Feature rows are cached per item under ``--cache`` (the encoder is the slow part).
 
 Usage::
 
     python -m evals.calibrate --data hotpot_dev_distractor_extra.json --data 2wiki_dev.json
+    python -m evals.calibrate --data hotpotqa=part1.jsonl --data hotpotqa=part2.jsonl --data 2wiki_dev.json
     python -m evals.calibrate --data ... --model zi_isag_tool/extractors/ranker.json \\
         --report docs/results/calibration.md
 """
@@ -39,6 +40,7 @@ import json
 import logging
 import math
 import pickle
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -127,15 +129,26 @@ def needle_grid(split: Split, negatives_share: float, seed: int) -> list[EvalIte
     return [from_needle_item(it) for it in grid]
 
 
-def training_items(paths: Sequence[Path], needles: bool, negatives_share: float) -> list[tuple[str, EvalItem]]:
+def data_source(value: str) -> tuple[str, Path]:
+    """``--data`` as ``NAME=PATH`` (files sharing a NAME are one training source) or ``PATH`` (its
+    own source, named by the file)."""
+    name, sep, rest = value.partition("=")
+    if sep and re.fullmatch(r"[\w.-]+", name) and rest:
+        return name, Path(rest)
+    return Path(value).stem, Path(value)
+
+
+def training_items(
+    data: Sequence[tuple[str, Path]], needles: bool, negatives_share: float
+) -> list[tuple[str, EvalItem]]:
     refused = held_out_questions()
     items: list[tuple[str, EvalItem]] = []
-    for path in paths:
+    for source, path in data:
         loaded = load_hotpotqa(path, negatives_share=negatives_share, seed=SEED, layout="pages")
         kept = [it for it in loaded if _question_key(it.query) not in refused]
         if len(kept) < len(loaded):
             logger.warning("%s: %d items share a question with the evaluation sample; left out", path, len(loaded) - len(kept))
-        items += [(path.stem, it) for it in kept]
+        items += [(source, it) for it in kept]
     if needles:
         items += [("needlebench-calib", it) for it in needle_grid("calib", negatives_share, SEED)]
     return items
@@ -422,13 +435,14 @@ def _by_source(examples: Sequence[Example]) -> dict[str, list[int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m evals.calibrate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, action="append", required=True,
-                    help="training items in the HotpotQA distractor shape (dev items only); repeatable")
+    ap.add_argument("--data", type=data_source, action="append", required=True, metavar="[NAME=]PATH",
+                    help="training items in the HotpotQA distractor or Hugging Face layout (dev items only); "
+                    "repeatable; files given the same NAME count as one source in the rule's objective")
     ap.add_argument("--no-needles", action="store_true",
                     help="train without NeedleBench's calib split (by default its grid, as the needle suite builds it)")
     ap.add_argument("--negatives", type=float, default=0.25, help="share of no-answer items (default 0.25)")
-    ap.add_argument("--negative-weight", type=float, default=0.2,
-                    help="weight of negative exact match against mean F1 in the objective (default 0.2)")
+    ap.add_argument("--negative-weight", type=float, default=0.1,
+                    help="weight of negative exact match against mean F1 in the objective (default 0.1)")
     ap.add_argument("--max-kept", type=float, default=0.10, help="cap on kept/content tokens (default 0.10)")
     ap.add_argument("--no-neighbours", action="store_true", help="fit without the neighbour rule")
     ap.add_argument("--cache", type=Path, default=Path("runs/calibrate-cache"))

@@ -3,10 +3,12 @@ answer several times is not drowned by a large one whose pages answer once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from evals.calibrate import Example, fit_rule
+from evals.calibrate import Example, data_source, fit_rule
 from evals.loaders import EvalItem
 from evals.suites import tag_item
 from zi_isag_tool.extractors.call import CallSegments
@@ -60,3 +62,9 @@ def test_a_small_source_counts_as_much_as_a_large_one() -> None:
     # source, the needle pages' four answers are worth the pages' near misses.
     assert best.rule.per_document >= 4 and best.rule.budget >= 4
     assert best.objective == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_data_sources_are_named_by_file_or_by_name() -> None:
+    assert data_source("runs/hotpot_dev.json") == ("hotpot_dev", Path("runs/hotpot_dev.json"))
+    assert data_source("hotpotqa=RPT/data/hotpotqa/dev.jsonl") == ("hotpotqa", Path("RPT/data/hotpotqa/dev.jsonl"))
+    assert data_source("odd/na=me.json") == ("na=me", Path("odd/na=me.json"))

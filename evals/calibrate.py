@@ -19,7 +19,8 @@ What is fitted, on the real code path (``tag_item`` -> ``CallSegments`` -> ``Ran
    ``--data`` file, the needle items) counts equally in the objective and each keeps under the cap:
    pooled by item, 2,000 multi-hop questions (at most two answer sentences per page) would drown the
    few hundred needle items, and the rule would learn a per-page bound that cuts pages answering
-   three or five times. Files given one ``NAME=`` are one source. Selection is simulated with the real ``select_call`` and ``with_neighbours``.
+   three or five times. Files given one ``NAME=`` are one source. Selection is simulated with the
+   real ``select_call`` and ``with_neighbours``.
 
 Feature rows are cached per item under ``--cache`` (the encoder is the slow part).
 

@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .local_servers import BackgroundHTTPServer, free_port, stop_process
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +38,7 @@ _TYPES = {".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=ut
 
 
 # --- local pages -------------------------------------------------------------------------------------
-class PageServer:
+class PageServer(BackgroundHTTPServer):
     """The bundled example pages over HTTP on 127.0.0.1, plus ``/missing`` (404) and ``/slow``.
 
     ``/slow`` answers 200 and then trickles bytes for up to a minute: ``slow_started`` is set when a
@@ -51,13 +53,11 @@ class PageServer:
         self.files = {Path(f).name: Path(f) for f in files}
         self.slow_started = threading.Event()
         self.slow_disconnected = threading.Event()
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="page-server", daemon=True)
+        super().__init__(self._handler(), name="page-server")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name}"
@@ -65,14 +65,6 @@ class PageServer:
     @property
     def urls(self) -> list[str]:
         return [self.url(name) for name in sorted(self.files)]
-
-    def __enter__(self) -> PageServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         pages = self
@@ -115,12 +107,6 @@ class PageServer:
 
 
 # --- subprocess servers --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a ``python -m mcp_server`` subprocess that may fetch from 127.0.0.1."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZI_ISAG_") and k != "TAVILY_API_KEY"}
@@ -150,14 +136,7 @@ def http_server_process(
         _wait_for_port(port, proc, timeout)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        stop_process(proc, timeout=15)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -41,12 +41,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from evals.bench_adapters import REPO_ROOT, _OwnedClient, free_port, server_env
+from evals.bench_adapters import REPO_ROOT, _OwnedClient, server_env
 from evals.bench_fetch import _WORDS, article_html
+from evals.local_servers import BackgroundHTTPServer, free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -116,14 +117,7 @@ class RedisServer:
     def stop(self) -> None:
         if self._proc is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.stderr is not None:
-            self._proc.stderr.close()
+        stop_process(self._proc, timeout=10)
         self._proc = None
 
     def __enter__(self) -> RedisServer:
@@ -135,13 +129,11 @@ class RedisServer:
         self._dir.cleanup()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # many clients connect at once: no resets from a full backlog
+_BACKLOG = 256  # many clients connect at once: no resets from a full listen queue
 
 
 # --- pages, counted --------------------------------------------------------------------------------------
-class CountingPages:
+class CountingPages(BackgroundHTTPServer):
     """``/page/0`` .. ``/page/{n-1}``: distinct article pages, each answered after ``delay`` seconds,
     every GET counted per path (``fetches``)."""
 
@@ -150,13 +142,11 @@ class CountingPages:
         self.bodies = {f"/page/{i}": article_html(i).encode() for i in range(n)}
         self.fetches: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="counting-pages", daemon=True)
+        super().__init__(self._handler(), name="counting-pages", backlog=_BACKLOG)
 
     @property
     def urls(self) -> list[str]:
-        port = self._httpd.server_address[1]
-        return [f"http://127.0.0.1:{port}{path}" for path in self.bodies]
+        return [f"http://127.0.0.1:{self.port}{path}" for path in self.bodies]
 
     @property
     def total_fetches(self) -> int:
@@ -166,14 +156,6 @@ class CountingPages:
     def reset(self) -> None:
         with self._lock:
             self.fetches.clear()
-
-    def __enter__(self) -> CountingPages:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         pages = self
@@ -202,7 +184,7 @@ class CountingPages:
 
 
 # --- an OpenAI-compatible server with a fixed latency ------------------------------------------------------
-class LatencyChatServer:
+class LatencyChatServer(BackgroundHTTPServer):
     """``POST /v1/chat/completions`` answered after ``latency`` seconds with a fixed tag list, like a
     served model whose batch always takes the same time. Records requests and the most in flight."""
 
@@ -214,24 +196,15 @@ class LatencyChatServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="latency-chat", daemon=True)
+        super().__init__(self._handler(), name="latency-chat", backlog=_BACKLOG)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def reset(self) -> None:
         with self._lock:
             self.requests = self.in_flight = self.max_in_flight = 0
-
-    def __enter__(self) -> LatencyChatServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -314,11 +287,7 @@ def replica_processes(
         for replica in replicas:
             replica.process.terminate()
         for replica in replicas:
-            try:
-                replica.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                replica.process.kill()
-                replica.process.wait()
+            stop_process(replica.process, timeout=15)
         logs.cleanup()
 
 

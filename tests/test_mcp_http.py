@@ -15,7 +15,8 @@ import httpx
 import pytest
 from mcp import MCPError
 
-from evals.bench_adapters import PageServer, free_port, http_client, http_server_process
+from evals.bench_adapters import PageServer, http_client, http_server_process
+from evals.local_servers import free_port
 from zi_isag_tool.cli import DEMO_QUERY
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,8 @@ import pytest
 from fixtures.web.web_servers import LocalServer, send
 from mcp import Client
 
-from evals.bench_adapters import PageServer, free_port
+from evals.bench_adapters import PageServer
+from evals.local_servers import free_port
 from mcp_server.server import create_server, server_settings
 from zi_isag_tool.cli import DEMO_QUERY
 from zi_isag_tool.extractors.embedding import EmbeddingExtractor

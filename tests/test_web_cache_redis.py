@@ -229,7 +229,7 @@ async def test_redis_going_down_and_back(
 async def test_unreachable_redis_from_the_start(pages: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
     """No Redis at all (nothing listens on the port): every fetch works, one warning."""
     caplog.set_level(logging.WARNING, logger="zi_isag_tool.web")
-    from evals.bench_adapters import free_port
+    from evals.local_servers import free_port
 
     settings = _settings(cache_url=f"redis://127.0.0.1:{free_port()}/0", cache_timeout=0.5)
     async with Fetcher(settings) as fetcher:
